@@ -1,0 +1,1 @@
+"""odebench harness: CLI, registries, suites, runner, measurement, results."""

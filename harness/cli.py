@@ -1,0 +1,476 @@
+"""The command line: ``python -m harness VERB``.
+
+Verbs are the user's vocabulary: ``run`` a suite, ``list`` what is registered, ``report`` a run
+folder as HTML, ``show`` a run's summary (or the results schema). A usage error (unknown name,
+bad value, broken plugin) prints one message that says what was wrong and what is allowed, and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import registry
+from harness.environment import capture
+from harness.results import (
+    REPORT_FILE,
+    load_meta,
+    load_run,
+    read_rows,
+    schema_markdown,
+    write_csv,
+    write_meta,
+)
+from harness.suite import BUILTIN_SUITES, Suite, SuiteError, expand, load_suite, override
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    pass
+
+
+def _list_of(conv: Callable[[str], Any], what: str) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        items = [s.strip() for s in text.split(",")]
+        if not text.strip() or any(not s for s in items):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {what}, got {text!r}"
+            )
+        out = []
+        for s in items:
+            try:
+                out.append(conv(s))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{s!r} is not {what}") from None
+        return tuple(out)
+
+    return parse
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{s!r}: must be a positive finite number")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{s!r}: must be a positive integer")
+    return v
+
+
+def _checked(conv: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(s: str) -> Any:
+        try:
+            return conv(s)
+        except argparse.ArgumentTypeError:
+            raise
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not {what}") from None
+
+    return parse
+
+
+def _tolerances(text: str) -> tuple[float, ...]:
+    values = _list_of(float, "a number")(text)
+    for v in values:
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{v!r}: a tolerance must be a positive finite number, e.g. 1e-6"
+            )
+    return values
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    values = _list_of(int, "an integer")(text)
+    for v in values:
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{v}: must be a positive integer")
+    return values
+
+
+_names = _list_of(str, "a name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="odebench: benchmark ODE solvers for accuracy, NFE, memory and time.",
+    )
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    plugin_help = "load solvers/problems from a .py file or an importable module (repeatable)"
+
+    r = sub.add_parser("run", help="run a suite and write a report")
+    r.add_argument("--suite", default="default",
+                   help=f"built-in suite ({', '.join(BUILTIN_SUITES)}) or a .toml file "
+                        "(default: default)")
+    r.add_argument("--solvers", type=_names, help="comma-separated solver names")
+    r.add_argument("--problems", type=_names, help="comma-separated problem names")
+    r.add_argument("--tags", type=_names, help="keep problems with any of these tags")
+    r.add_argument("--rtol", type=_tolerances, help="tolerance ladder, e.g. 1e-3,1e-6,1e-9")
+    r.add_argument("--atol", type=_tolerances, help="absolute tolerances (default: = rtol)")
+    r.add_argument("--steps", type=_positive_ints, help="fixed-step ladder, e.g. 32,64,128")
+    r.add_argument("--device", type=_names, dest="devices", help="cpu, cuda, cuda:N (list)")
+    r.add_argument("--dtype", type=_names, dest="dtypes", help="float32, float64 (list)")
+    r.add_argument("--batch", type=_positive_ints, help="batch sizes, e.g. 1,1000")
+    r.add_argument("--max-steps", type=_checked(_positive_int, "a positive integer"),
+                   help="step budget for adaptive solvers (default: the problem's)")
+    r.add_argument("--min-time", type=_checked(_positive_float, "a positive number"),
+                   help="minimum total seconds of timed repeats per case")
+    r.add_argument("--case-timeout", type=_checked(_positive_float, "a positive number"),
+                   help="seconds after which a case is stopped with status timeout")
+    r.add_argument("--out", type=Path, help="run folder (default: runs/<run-id>)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out, skipping the cases it already finished")
+    r.add_argument("--plugin", action="append", default=[], help=plugin_help)
+    r.add_argument("--seed", type=int, default=0, help="seed for torch and numpy (default 0)")
+    r.add_argument("--threads", type=_checked(_positive_int, "a positive integer"),
+                   help="torch intra-op threads (default: torch's choice, recorded)")
+    r.add_argument("--no-report", action="store_true", help="skip writing report.html")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ls = sub.add_parser("list", help="list registered solvers and problems")
+    ls.add_argument("--plugin", action="append", default=[], help=plugin_help)
+
+    rep = sub.add_parser("report", help="write RUN_DIR/report.html from a run folder")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--out", type=Path, help="where to write the HTML (default: in RUN_DIR)")
+
+    sh = sub.add_parser("show", help="print a run's summary, or the results schema")
+    sh.add_argument("run_dir", type=Path, nargs="?")
+    sh.add_argument("--schema", action="store_true", help="print the results schema")
+    return p
+
+
+# --------------------------------------------------------------------------------------- list
+
+
+def _problem_table() -> tuple[dict[str, frozenset[str]], dict[str, dict], list[str]]:
+    """Build every problem once (cheap) for its tags and metadata; a build failure is a note."""
+    tags: dict[str, frozenset[str]] = {}
+    info: dict[str, dict] = {}
+    notes: list[str] = []
+    for entry in registry.PROBLEMS.entries():
+        try:
+            prob = entry.factory(torch.float64, "cpu")
+        except Exception as exc:
+            tags[entry.name] = frozenset()
+            info[entry.name] = {"source": entry.source, "error": f"{type(exc).__name__}: {exc}"}
+            notes.append(f"problem {entry.name!r} ({entry.source}) failed to build: "
+                         f"{type(exc).__name__}: {exc}")
+            continue
+        tags[entry.name] = frozenset(prob.tags)
+        info[entry.name] = {
+            "tags": sorted(prob.tags),
+            "dim": int(prob.y0.numel()),
+            "t_span": [float(prob.t[0]), float(prob.t[-1])],
+            "n_times": int(prob.t.shape[0]),
+            "ref_kind": str(prob.reference.kind),
+            "ref_provenance": prob.reference.provenance,
+            "description": prob.description,
+            "citation": prob.citation,
+            "source": entry.source,
+        }
+    return tags, info, notes
+
+
+def _solver_table() -> tuple[dict[str, dict], list[str]]:
+    info: dict[str, dict] = {}
+    notes: list[str] = []
+    for entry in registry.SOLVERS.entries():
+        try:
+            s = entry.factory()
+        except Exception as exc:
+            info[entry.name] = {"source": entry.source, "error": f"{type(exc).__name__}: {exc}"}
+            notes.append(f"solver {entry.name!r} ({entry.source}) failed to construct: "
+                         f"{type(exc).__name__}: {exc}")
+            continue
+        info[entry.name] = {
+            "kind": s.kind,
+            "order": s.order,
+            "adaptive": s.adaptive,
+            "grad_modes": [str(m) for m in s.grad_modes],
+            "source": entry.source,
+        }
+    return info, notes
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=None) -> None:
+    out = out or sys.stdout
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for k, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
+        if k == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for w in registry.discover(args.plugin):
+        print(f"warning: {w}", file=sys.stderr)
+    solvers, s_notes = _solver_table()
+    _, problems, p_notes = _problem_table()
+    print(f"Solvers ({len(solvers)})")
+    _print_table(
+        ["name", "kind", "order", "adaptive", "gradient modes", "source"],
+        [[n, i.get("kind", "?"), i.get("order", "?"), i.get("adaptive", "?"),
+          ",".join(i.get("grad_modes", [])), i["source"]] for n, i in solvers.items()],
+    )
+    print()
+    print(f"Problems ({len(problems)})")
+    _print_table(
+        ["name", "tags", "dim", "t span", "reference", "source"],
+        [[n, ",".join(i.get("tags", [])), i.get("dim", "?"),
+          "{:g}..{:g}".format(*i["t_span"]) if "t_span" in i else "?",
+          i.get("ref_kind", "?"), i["source"]] for n, i in problems.items()],
+    )
+    for note in s_notes + p_notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+class Progress:
+    """A one-line progress bar on stderr: cases done, the case running, and an ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last_line = -1
+
+    def __call__(self, i: int, n: int, case, elapsed: float) -> None:
+        if not self.enabled or n == 0:
+            return
+        frac = i / n
+        eta = elapsed / i * (n - i) if i else float("nan")
+        bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
+        what = f"{case.problem} / {case.solver} {case.setting}" if case else "done"
+        eta_s = _fmt_duration(eta) if math.isfinite(eta) else "?"
+        line = f"[{bar}] {i}/{n} {frac:4.0%}  ETA {eta_s}  {what}"
+        if self.tty:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
+            sys.stderr.write("\r" + line[:width].ljust(width))
+            if case is None:
+                sys.stderr.write("\n")
+        else:  # a log file: a line every 10% and at the end
+            step = int(frac * 10)
+            if step != self._last_line or case is None:
+                self._last_line = step
+                sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _fmt_duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _new_run_id(suite: Suite) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{suite.name}"
+
+
+def _suite_from_args(args: argparse.Namespace, stored: dict | None) -> Suite:
+    if stored is not None:
+        base = Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    else:
+        base = load_suite(args.suite)
+    return override(
+        base,
+        solvers=args.solvers,
+        problems=args.problems,
+        tags=args.tags,
+        rtol=args.rtol,
+        atol=args.atol,
+        steps=args.steps,
+        devices=args.devices,
+        dtypes=args.dtypes,
+        batch=args.batch,
+        max_steps=args.max_steps,
+        min_time=args.min_time,
+        case_timeout=args.case_timeout,
+    )
+
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    stored_meta: dict | None = None
+    if args.resume:
+        if args.out is None:
+            raise UsageError("--resume needs --out RUN_DIR: the run folder to continue")
+        stored_meta = load_meta(args.out)
+        if not stored_meta:
+            raise UsageError(f"--resume: {args.out} is not a run folder (no meta.json)")
+        args.plugin = list(dict.fromkeys(stored_meta.get("plugins", []) + args.plugin))
+
+    for w in registry.discover(args.plugin):
+        print(f"warning: {w}", file=sys.stderr)
+
+    suite = _suite_from_args(args, stored_meta["suite"] if stored_meta else None)
+    problem_tags, problem_info, p_notes = _problem_table()
+    plan = expand(suite, problem_tags)
+    for note in p_notes:
+        print(f"warning: {note}", file=sys.stderr)
+
+    run_dir = args.out or Path("runs") / _new_run_id(suite)
+    if run_dir.exists() and read_rows(run_dir) and not args.resume:
+        raise UsageError(
+            f"run folder {run_dir} already has results; pass --resume to continue it, "
+            "or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    solver_info, _ = _solver_table()
+    meta = stored_meta or {}
+    meta.update(
+        run_id=run_dir.name,
+        command="python -m harness " + " ".join(shlex.quote(a) for a in argv),
+        suite=dataclasses.asdict(suite),
+        plugins=list(args.plugin),
+        seed=args.seed,
+        environment=capture(),
+        problems={p: problem_info[p] for p in plan.problems},
+        solvers={s: solver_info.get(s, {}) for s in plan.solvers},
+        n_cases=len(plan.cases),
+        interrupted=False,
+    )
+    meta.setdefault("started_at", _now())
+    meta.pop("ended_at", None)
+    write_meta(run_dir, meta)
+
+    print(f"odebench: {len(plan.cases)} cases ({len(plan.problems)} problems x "
+          f"{len(plan.solvers)} solvers), suite {suite.name!r}, run folder {run_dir}",
+          file=sys.stderr)
+    result = registry_run(plan, run_dir, Progress(not args.quiet))
+
+    meta["ended_at"] = _now()
+    meta["interrupted"] = result.interrupted
+    write_meta(run_dir, meta)
+    _, df = load_run(run_dir)
+    write_csv(run_dir, df)
+    _print_summary(df)
+    if result.interrupted:
+        print(f"\ninterrupted: kept {result.done} finished case(s) of this invocation; "
+              f"continue with: python -m harness run --out {run_dir} --resume", file=sys.stderr)
+    if not args.no_report:
+        path = _build_report(run_dir)
+        print(f"\nReport: {path}")
+    else:
+        print(f"\nResults: {run_dir}")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def registry_run(plan, run_dir, progress):
+    from harness.runner import run_plan
+
+    return run_plan(plan, run_dir, progress=progress)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _build_report(run_dir: Path) -> Path:
+    from reports.build import build_report
+
+    return build_report(run_dir)
+
+
+def _print_summary(df) -> None:
+    if df.empty:
+        print("no finished cases")
+        return
+    rows = []
+    for solver, g in df.groupby("solver", sort=True):
+        ok = g[g["status"] == "ok"]
+        failed = g[g["status"] != "ok"]["status"].value_counts()
+        fails = ", ".join(f"{k} {v}" for k, v in failed.items()) or "-"
+        med_nfe = ok["nfe"].median() if len(ok) else float("nan")
+        best = ok["scd"].max() if len(ok) else float("nan")
+        rows.append([
+            solver, len(g), len(ok), fails,
+            "-" if math.isnan(med_nfe) else f"{med_nfe:.0f}",
+            "-" if math.isnan(best) else f"{best:.1f}",
+            f"{g['wall_s'].sum():.1f}",
+        ])
+    print()
+    _print_table(["solver", "cases", "ok", "failed", "median NFE", "best scd", "wall s"], rows)
+
+
+# ------------------------------------------------------------------------------ report / show
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():
+        raise UsageError(f"run folder {args.run_dir} does not exist")
+    if not load_meta(args.run_dir) and not read_rows(args.run_dir):
+        raise UsageError(f"{args.run_dir} is not a run folder (no meta.json or results.jsonl)")
+    from reports.build import build_report
+
+    print(build_report(args.run_dir, out=args.out or args.run_dir / REPORT_FILE))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(schema_markdown())
+        return 0
+    if args.run_dir is None:
+        raise UsageError("show needs RUN_DIR (or --schema)")
+    try:
+        meta, df = load_run(args.run_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps({k: meta.get(k) for k in ("run_id", "command", "started_at", "ended_at",
+                                               "interrupted", "n_cases")}, indent=2))
+    _print_summary(df)
+    return 0
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "run":
+            return cmd_run(args, argv)
+        if args.verb == "list":
+            return cmd_list(args)
+        if args.verb == "report":
+            return cmd_report(args)
+        if args.verb == "show":
+            return cmd_show(args)
+    except (UsageError, SuiteError, registry.RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    parser.error(f"unknown verb {args.verb!r}")
+    return EXIT_USAGE

@@ -1,0 +1,101 @@
+"""Wall and CPU time of a callable: warm-up, then repeats until a minimum total time.
+
+Like ``timeit``'s autorange, the number of repeats adapts to the cost of one call: at least
+``min_repeats`` and until ``min_time`` seconds are spent, never beyond ``max_time`` (a single
+long call is timed once). Garbage collection is off while timing, as ``timeit`` does. The raw
+samples are kept; the summary is the median, the interquartile range and the minimum. On CUDA,
+the wall time of each call is measured with CUDA events after synchronising the device.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Timing:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def repeats(self) -> int:
+        return len(self.wall)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall) if self.wall else float("nan")
+
+    @property
+    def minimum(self) -> float:
+        return min(self.wall) if self.wall else float("nan")
+
+    @property
+    def iqr(self) -> float:
+        if len(self.wall) < 2:
+            return 0.0 if self.wall else float("nan")
+        q = statistics.quantiles(self.wall, n=4, method="inclusive")
+        return q[2] - q[0]
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
+
+
+def _is_cuda(device: str | torch.device | None) -> bool:
+    return device is not None and torch.device(device).type == "cuda"
+
+
+def time_call(
+    fn: Callable[[], object],
+    *,
+    device: str | torch.device | None = None,
+    warmup: int = 1,
+    min_time: float = 0.2,
+    min_repeats: int = 3,
+    max_repeats: int = 1000,
+    max_time: float = 5.0,
+) -> Timing:
+    """Time ``fn()``; see the module docstring for the repeat rule."""
+    cuda = _is_cuda(device)
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    timing = Timing()
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        spent = 0.0
+        while True:
+            c0 = time.process_time()
+            if cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize(device)
+                wall = start.elapsed_time(end) / 1e3
+            else:
+                w0 = time.perf_counter()
+                fn()
+                wall = time.perf_counter() - w0
+            timing.cpu.append(time.process_time() - c0)
+            timing.wall.append(wall)
+            spent += wall
+            n = timing.repeats
+            if n >= max_repeats or spent >= max_time:
+                break
+            if n >= min_repeats and spent >= min_time:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return timing

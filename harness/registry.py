@@ -1,0 +1,239 @@
+"""Registries of solvers and problems, and the discovery of plugins.
+
+Discovery order: built-ins (``solvers``, ``problems`` packages), installed packages through the
+entry-point groups ``odebench.solvers`` / ``odebench.problems``, then ``--plugin`` files or
+modules. A name registered twice is an error that names both sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+SOLVER_GROUP = "odebench.solvers"
+PROBLEM_GROUP = "odebench.problems"
+
+
+class RegistryError(Exception):
+    """A registration or lookup that cannot be honoured (a usage error: exit code 2)."""
+
+
+class PluginError(RegistryError):
+    """A plugin failed to load; the message names the plugin and the error."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., Any]  # solver: () -> Solver; problem: (dtype, device) -> Problem
+    source: str  # "built-in (solvers.rk)", "plugin file examples/plugins/heun.py", ...
+
+
+# While a plugin loads, registrations are attributed to it rather than to the defining module.
+_current_source: list[str] = []
+
+
+@contextlib.contextmanager
+def attributed_to(source: str) -> Iterator[None]:
+    _current_source.append(source)
+    try:
+        yield
+    finally:
+        _current_source.pop()
+
+
+def _source_of(obj: Any) -> str:
+    if _current_source:
+        return _current_source[-1]
+    module = getattr(obj, "__module__", None) or "?"
+    top = module.split(".")[0]
+    if top in ("solvers", "problems"):
+        return f"built-in ({module})"
+    try:
+        where = inspect.getsourcefile(obj) or module
+    except TypeError:
+        where = module
+    return f"module {module} ({where})"
+
+
+class Registry:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, factory: Callable[..., Any], source: str | None = None) -> None:
+        if not isinstance(name, str) or not name or name != name.strip() or "," in name:
+            raise RegistryError(
+                f"invalid {self.kind} name {name!r}: use a non-empty name without commas or spaces"
+            )
+        source = source or _source_of(factory)
+        if name in self._entries:
+            old = self._entries[name]
+            raise RegistryError(
+                f"{self.kind} {name!r} is registered twice: first by {old.source}, "
+                f"then by {source}"
+            )
+        self._entries[name] = Entry(name, factory, source)
+
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+SOLVERS = Registry("solver")
+PROBLEMS = Registry("problem")
+
+
+def register_solver(name: str) -> Callable:
+    """Register a solver class or a zero-argument factory that returns a ``Solver``."""
+
+    def deco(factory: Callable) -> Callable:
+        SOLVERS.add(name, factory)
+        return factory
+
+    return deco
+
+
+def register_problem(name: str) -> Callable:
+    """Register ``build(dtype, device) -> Problem``."""
+
+    def deco(build: Callable) -> Callable:
+        PROBLEMS.add(name, build)
+        return build
+
+    return deco
+
+
+_builtins_loaded = False
+_entry_points_loaded = False
+_loaded_plugins: set[str] = set()
+
+
+def load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    importlib.import_module("solvers.builtin")
+    importlib.import_module("problems.builtin")
+
+
+def load_entry_points() -> list[str]:
+    """Load the installed plugins. Returns one warning line for each that failed to load."""
+    global _entry_points_loaded
+    warnings: list[str] = []
+    if _entry_points_loaded:
+        return warnings
+    _entry_points_loaded = True
+    for group in (SOLVER_GROUP, PROBLEM_GROUP):
+        for ep in entry_points(group=group):
+            source = f"entry point {ep.name} = {ep.value} ({group}, {_dist_name(ep)})"
+            try:
+                with attributed_to(source):
+                    obj = ep.load()
+                    _register_loaded(group, ep.name, obj, source)
+            except RegistryError:
+                raise
+            except Exception as exc:  # an installed plugin that is broken must not stop the run
+                warnings.append(f"could not load {source}: {type(exc).__name__}: {exc}")
+    return warnings
+
+
+def _dist_name(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"package {dist.name}" if dist is not None else "package ?"
+
+
+def _register_loaded(group: str, name: str, obj: Any, source: str) -> None:
+    """An entry point may name a module (that registers itself) or the object to register."""
+    if inspect.ismodule(obj):
+        return
+    registry = SOLVERS if group == SOLVER_GROUP else PROBLEMS
+    if name in registry and registry.get(name).factory is obj:
+        return
+    registry.add(name, obj, source)
+
+
+def load_plugin(spec: str) -> None:
+    """Load ``--plugin`` ``spec``: a path to a ``.py`` file, or an importable module name."""
+    if spec in _loaded_plugins:
+        return
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise PluginError(f"plugin file {spec} does not exist")
+        source = f"plugin file {spec}"
+        mod_name = f"odebench_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+        try:
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ImportError("not a Python source file")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module
+            with attributed_to(source):
+                module_spec.loader.exec_module(module)
+        except RegistryError:
+            raise
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            raise PluginError(
+                f"plugin file {spec} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+    else:
+        source = f"plugin module {spec}"
+        try:
+            with attributed_to(source):
+                importlib.import_module(spec)
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin module {spec} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+    _loaded_plugins.add(spec)
+
+
+def discover(plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Load built-ins, entry points and the given plugins. Returns warnings to show the user."""
+    load_builtins()
+    warnings = load_entry_points()
+    for spec in plugins:
+        load_plugin(spec)
+    return warnings
+
+
+def make_solver(name: str):
+    return SOLVERS.get(name).factory()
+
+
+def build_problem(name: str, dtype=None, device=None):
+    import torch
+
+    return PROBLEMS.get(name).factory(dtype or torch.float64, device or "cpu")

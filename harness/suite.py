@@ -1,0 +1,278 @@
+"""Suites and cases.
+
+A :class:`Suite` is the matrix a run covers: which problems and solvers, the tolerance ladder for
+adaptive solvers, the step-count ladder (doubling) for fixed-step solvers, devices, dtypes and
+batch sizes, and how to time. It comes from a built-in name (``default``, ``quick``), a TOML file,
+and command-line overrides, in that order. :func:`expand` turns it into :class:`Case` records
+after checking every name and value, so a bad setting is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import registry
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be run as given (a usage error: exit code 2)."""
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEFAULT_ADAPTIVE_MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    problems: tuple[str, ...] | None = None  # None: every registered problem
+    solvers: tuple[str, ...] | None = None  # None: every registered solver
+    tags: tuple[str, ...] | None = None  # keep problems with any of these tags
+    rtol: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
+    atol: tuple[float, ...] | None = None  # None: the same as rtol, pairwise
+    steps: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048)
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[str, ...] = ("float64",)
+    batch: tuple[int, ...] = (1,)
+    max_steps: int | None = None  # None: the problem's budget, else the solver's default
+    warmup: int = 1
+    min_time: float = 0.05
+    min_repeats: int = 3
+    max_time: float = 1.0
+    case_timeout: float = 120.0
+    source: str = "built-in"
+
+
+BUILTIN_SUITES: dict[str, Suite] = {
+    "default": Suite(
+        name="default",
+        source="built-in suite 'default': every problem and solver, tolerances 1e-3..1e-10, "
+        "steps 16..2048",
+    ),
+    "quick": Suite(
+        name="quick",
+        problems=("linear", "lotka-volterra"),
+        solvers=("euler", "rk4", "dopri5", "scipy-rk45"),
+        rtol=(1e-3, 1e-6),
+        steps=(16, 32, 64, 128),
+        warmup=0,
+        min_time=0.0,
+        min_repeats=1,
+        max_time=0.2,
+        source="built-in suite 'quick': a smoke test that runs in seconds",
+    ),
+}
+
+_TOML_KEYS = {
+    "name": str, "problems": list, "solvers": list, "tags": list, "rtol": list, "atol": list,
+    "steps": list, "devices": list, "dtypes": list, "batch": list, "max_steps": int,
+    "warmup": int, "min_time": float, "min_repeats": int, "max_time": float,
+    "case_timeout": float,
+}
+
+
+def load_suite(spec: str) -> Suite:
+    """A built-in suite by name, or a TOML file by path."""
+    if spec in BUILTIN_SUITES:
+        return BUILTIN_SUITES[spec]
+    path = Path(spec)
+    if spec.endswith(".toml") or path.exists():
+        return load_toml(path)
+    raise SuiteError(
+        f"unknown suite {spec!r}; built-in suites: {', '.join(BUILTIN_SUITES)}, "
+        "or give the path of a .toml file"
+    )
+
+
+def load_toml(path: Path) -> Suite:
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"suite file {path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_TOML_KEYS))
+    if unknown:
+        raise SuiteError(
+            f"suite file {path}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed keys: {', '.join(_TOML_KEYS)}"
+        )
+    values: dict[str, Any] = {"name": path.stem, "source": f"suite file {path}"}
+    for key, value in data.items():
+        want = _TOML_KEYS[key]
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if isinstance(value, bool) and want is not bool:
+            ok = False
+        if not ok:
+            raise SuiteError(
+                f"suite file {path}: key {key!r} must be a {want.__name__}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        values[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return Suite(**values)
+    except TypeError as exc:  # pragma: no cover - keys are checked above
+        raise SuiteError(f"suite file {path}: {exc}") from None
+
+
+def override(suite: Suite, **changes: Any) -> Suite:
+    """The suite with the given (non-None) settings replaced."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(suite, **changes) if changes else suite
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of the matrix: a problem solved by a solver at one setting."""
+
+    problem: str
+    solver: str
+    device: str = "cpu"
+    dtype: str = "float64"
+    batch: int = 1
+    rtol: float | None = None
+    atol: float | None = None
+    n_steps: int | None = None
+    max_steps: int | None = None
+    grad_mode: str = "none"
+    kind: str = "solve"
+
+    @property
+    def case_id(self) -> str:
+        """Derived from the settings only, so the same case has the same id in every run."""
+        if self.n_steps is not None:
+            setting = f"n={self.n_steps}"
+        else:
+            setting = f"rtol={self.rtol:.0e},atol={self.atol:.0e}"
+        return (
+            f"{self.kind}/{self.problem}/{self.solver}/{setting}/"
+            f"{self.grad_mode}/{self.dtype}/{self.device}/b{self.batch}"
+        )
+
+    @property
+    def setting(self) -> str:
+        if self.n_steps is not None:
+            return f"n_steps={self.n_steps}"
+        return f"rtol={self.rtol:g} atol={self.atol:g}"
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    cases: list[Case]
+    problems: list[str]
+    solvers: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_names(kind: str, given: Iterable[str], valid: list[str]) -> None:
+    bad = [n for n in given if n not in valid]
+    if bad:
+        raise SuiteError(
+            f"unknown {kind}{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+            f"valid {kind}s: {', '.join(valid)}"
+        )
+
+
+def _check_positive(name: str, values: Iterable[float]) -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise SuiteError(f"{name} must be positive finite numbers; got {v!r}")
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SuiteError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise SuiteError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SuiteError(
+                f"device {device!r} requested, but torch sees no CUDA device here "
+                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SuiteError(
+                f"device {device!r} requested; this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+
+
+def tolerance_pairs(suite: Suite) -> list[tuple[float, float]]:
+    rtol = list(suite.rtol)
+    atol = list(suite.atol) if suite.atol is not None else list(rtol)
+    _check_positive("rtol", rtol)
+    _check_positive("atol", atol)
+    if len(rtol) == len(atol):
+        return list(zip(rtol, atol, strict=True))
+    if len(atol) == 1:
+        return [(r, atol[0]) for r in rtol]
+    if len(rtol) == 1:
+        return [(rtol[0], a) for a in atol]
+    raise SuiteError(
+        f"--rtol has {len(rtol)} values and --atol {len(atol)}: give lists of the same length "
+        "(paired), or one value for either"
+    )
+
+
+def expand(suite: Suite, problem_tags: dict[str, frozenset[str]]) -> Plan:
+    """Check the suite against the registries and expand it into cases.
+
+    ``problem_tags`` maps each registered problem to its tags (the caller builds the problems).
+    """
+    valid_solvers = registry.SOLVERS.names()
+    valid_problems = sorted(problem_tags)
+    if suite.solvers is not None:
+        _check_names("solver", suite.solvers, valid_solvers)
+    if suite.problems is not None:
+        _check_names("problem", suite.problems, valid_problems)
+    all_tags = sorted(set().union(*problem_tags.values())) if problem_tags else []
+    if suite.tags is not None:
+        _check_names("tag", suite.tags, all_tags)
+    pairs = tolerance_pairs(suite)
+    for s in suite.steps:
+        if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
+            raise SuiteError(f"steps must be positive integers; got {s!r}")
+    for b in suite.batch:
+        if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+            raise SuiteError(f"batch must be positive integers; got {b!r}")
+    _check_names("dtype", suite.dtypes, list(DTYPES))
+    for d in suite.devices:
+        _check_device(d)
+    if suite.max_steps is not None and suite.max_steps <= 0:
+        raise SuiteError(f"max_steps must be a positive integer; got {suite.max_steps!r}")
+
+    problems = list(suite.problems) if suite.problems is not None else valid_problems
+    if suite.tags is not None:
+        problems = [p for p in problems if problem_tags[p] & set(suite.tags)]
+        if not problems:
+            raise SuiteError(f"no selected problem has any of the tags {', '.join(suite.tags)}")
+    solvers = list(suite.solvers) if suite.solvers is not None else valid_solvers
+
+    cases: list[Case] = []
+    for p in problems:
+        for s in solvers:
+            solver = registry.make_solver(s)
+            for device in suite.devices:
+                for dtype in suite.dtypes:
+                    for b in suite.batch:
+                        common = dict(problem=p, solver=s, device=device, dtype=dtype, batch=b)
+                        if solver.adaptive:
+                            for r, a in pairs:
+                                cases.append(
+                                    Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
+                                )
+                        else:
+                            for n in suite.steps:
+                                cases.append(Case(**common, n_steps=n))
+    return Plan(suite=suite, cases=cases, problems=problems, solvers=solvers)

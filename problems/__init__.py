@@ -1,0 +1,1 @@
+"""Benchmark problems for odebench, each with a trusted reference."""

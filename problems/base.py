@@ -1,0 +1,58 @@
+"""The problem contract: a right-hand side, initial value, output times, and a trusted reference.
+
+A problem is built by a registered function ``build(dtype, device) -> Problem``. Building must be
+cheap (no solving): references are exact formulas, published values, or computed values stored as
+data files with how they were made.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class RefKind(str, enum.Enum):
+    EXACT = "exact"  # closed form
+    PUBLISHED = "published"  # values taken from a named source
+    COMPUTED = "computed"  # solved at tight tolerance, stored as data with how it was made
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Reference:
+    """Trusted values at the problem's output times.
+
+    ``ys`` has shape ``[len(t), *y0.shape]`` in float64. Entries the source does not give
+    (a published value only at the end point, say) are NaN and are not scored.
+    ``provenance`` is one line a person can check: the formula, the source, or the command.
+    """
+
+    ys: np.ndarray
+    kind: RefKind
+    provenance: str
+
+
+@dataclass
+class Problem:
+    name: str
+    tags: frozenset[str]
+    f: Callable  # f(t, y) -> dy/dt in torch ops, batched over leading dims; nn.Module if it has parameters
+    y0: torch.Tensor
+    t: torch.Tensor  # output times, t[0] is the start
+    reference: Reference
+    atol: float = 1e-6  # absolute scale for the scaled error (and mescd)
+    rtol: float = 1e-6  # relative scale for the scaled error (and mescd)
+    description: str = ""
+    citation: str = ""
+    max_steps: int | None = None  # a budget for explicit solvers, where the problem needs one
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.y0.numel())

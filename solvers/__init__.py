@@ -1,0 +1,1 @@
+"""Built-in and plugin ODE solvers for odebench."""
