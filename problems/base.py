@@ -15,13 +15,11 @@ import numpy as np
 import torch
 
 
-class RefKind(str, enum.Enum):
+class RefKind(enum.StrEnum):
     EXACT = "exact"  # closed form
     PUBLISHED = "published"  # values taken from a named source
     COMPUTED = "computed"  # solved at tight tolerance, stored as data with how it was made
 
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
@@ -42,7 +40,8 @@ class Reference:
 class Problem:
     name: str
     tags: frozenset[str]
-    f: Callable  # f(t, y) -> dy/dt in torch ops, batched over leading dims; nn.Module if it has parameters
+    # f(t, y) -> dy/dt in torch ops, batched over leading dims; an nn.Module if it has parameters
+    f: Callable
     y0: torch.Tensor
     t: torch.Tensor  # output times, t[0] is the start
     reference: Reference

@@ -17,7 +17,7 @@ RHS = Callable[[torch.Tensor | float, torch.Tensor], torch.Tensor]
 """``f(t, y) -> dy/dt``: torch ops, batched over leading dimensions of ``y``."""
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How a solve ended. The values are what results files store."""
 
     OK = "ok"
@@ -26,18 +26,14 @@ class Status(str, enum.Enum):
     NONFINITE = "nonfinite"  # the state or the error estimate became inf/NaN
     ERROR = "error"  # anything else, with the message
 
-    def __str__(self) -> str:  # so f"{status}" prints "ok", not "Status.OK"
-        return self.value
 
 
-class GradMode(str, enum.Enum):
+class GradMode(enum.StrEnum):
     """How a gradient through a solve is computed (issue 4 adds the adjoint modes)."""
 
     NONE = "none"
     BACKPROP = "backprop"
 
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

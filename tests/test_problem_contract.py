@@ -1,0 +1,95 @@
+"""Every registered built-in problem honours the Problem contract (problems/base.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import problems.builtin  # noqa: F401  (registers the built-in problems)
+from harness.registry import PROBLEMS
+from problems.base import Problem, RefKind
+
+BUILTIN = [e.name for e in PROBLEMS.entries() if e.source.startswith("built-in (problems.")]
+FAMILY_TAGS = {"nonstiff", "stiff", "learned"}
+SIZE_TAGS = {"small", "medium", "large"}
+
+
+def _build(name: str, dtype: torch.dtype = torch.float64) -> Problem:
+    return PROBLEMS.get(name).factory(dtype, "cpu")
+
+
+def test_the_foundation_problems_are_registered():
+    expected = {
+        "linear",
+        "arenstorf",
+        "kepler",
+        "lotka-volterra",
+        "robertson",
+        "vdpol-mu1000",
+        "mlp",
+    }
+    assert expected <= set(BUILTIN)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_problem_metadata_is_complete(name):
+    p = _build(name)
+    assert p.name == name
+    assert len(p.tags & FAMILY_TAGS) == 1, p.tags
+    assert len(p.tags & SIZE_TAGS) == 1, p.tags
+    assert ("exact" in p.tags) == (p.reference.kind is RefKind.EXACT)
+    prov = p.reference.provenance
+    assert prov.strip() and "\n" not in prov
+    assert prov.startswith(str(p.reference.kind))
+    assert p.description and p.citation
+    assert p.atol > 0 and p.rtol > 0
+    assert isinstance(p.f, nn.Module)
+    if "stiff" in p.tags:
+        assert p.max_steps is not None and p.max_steps > 0
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_reference_has_one_row_per_output_time(name):
+    p = _build(name)
+    ys = p.reference.ys
+    assert isinstance(ys, np.ndarray) and ys.dtype == np.float64
+    assert ys.shape == (len(p.t), *p.y0.shape)
+    assert p.t.ndim == 1 and bool(torch.all(p.t[1:] > p.t[:-1]))
+    np.testing.assert_array_equal(ys[0], p.y0.numpy())
+    assert np.isfinite(ys[-1]).all(), "the end point is always referenced"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_f_is_batched_over_leading_dims(name):
+    p = _build(name)
+    gen = np.random.default_rng(0)
+    scale = np.maximum(np.abs(p.y0.numpy()), 0.1)
+    rows = torch.from_numpy(p.y0.numpy() + 0.05 * scale * gen.standard_normal((3, p.dim)))
+    t = p.t[1] * 0.5
+    batched = p.f(t, rows)
+    assert batched.shape == rows.shape
+    for i in range(3):
+        torch.testing.assert_close(batched[i], p.f(t, rows[i]), rtol=1e-14, atol=0.0)
+    deeper = p.f(t, rows.reshape(3, 1, p.dim).expand(3, 2, p.dim))
+    torch.testing.assert_close(deeper[:, 1], batched, rtol=1e-14, atol=0.0)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_f_accepts_a_float_or_a_0dim_tensor_time(name):
+    p = _build(name)
+    t = float(p.t[1]) * 0.5
+    torch.testing.assert_close(p.f(t, p.y0), p.f(torch.tensor(t, dtype=p.y0.dtype), p.y0))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_float32_build_works(name):
+    p64, p32 = _build(name), _build(name, torch.float32)
+    assert p32.y0.dtype == torch.float32 and p32.t.dtype == torch.float32
+    out = p32.f(p32.t[0], p32.y0)
+    assert out.dtype == torch.float32
+    assert all(b.dtype == torch.float32 for b in p32.f.buffers())
+    assert all(q.dtype == torch.float32 for q in p32.f.parameters())
+    torch.testing.assert_close(out.double(), p64.f(p64.t[0], p64.y0), rtol=1e-5, atol=1e-5)
+    assert p32.reference.ys.dtype == np.float64  # the reference stays float64
