@@ -21,7 +21,6 @@ class RefKind(enum.StrEnum):
     COMPUTED = "computed"  # solved at tight tolerance, stored as data with how it was made
 
 
-
 @dataclass
 class Reference:
     """Trusted values at the problem's output times.

@@ -27,13 +27,11 @@ class Status(enum.StrEnum):
     ERROR = "error"  # anything else, with the message
 
 
-
 class GradMode(enum.StrEnum):
     """How a gradient through a solve is computed (issue 4 adds the adjoint modes)."""
 
     NONE = "none"
     BACKPROP = "backprop"
-
 
 
 @dataclass
