@@ -1,0 +1,167 @@
+"""Step-size control: the initial step and the accept/reject decision with the next step.
+
+Both follow Hairer's DOPRI5 (E. Hairer, G. Wanner, dopri5.f, the code of HNW I, 2nd ed.):
+
+- :func:`initial_step` is DOPRI5's ``HINIT`` (HNW I, II.4, "Starting step size", p. 169);
+- :class:`HairerController` is DOPRI5's step-size rule: the I controller
+  ``h_new = h * safe * err**(-1/q)``, optionally stabilised by Lund's PI term
+  ``facold**beta`` (HNW II, IV.2, eq. 2.43c; Gustafsson 1991), bounded by
+  ``fac1 <= h_new/h <= fac2``, with no growth right after a rejection.
+
+The arithmetic is on Python floats and detached from autograd: the solver hands in the error
+norm (one ``.item()`` per step) and gets back a float step size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from solvers.base import RHS
+
+
+def _per_trajectory(x: torch.Tensor, state_dim: int | None) -> torch.Tensor:
+    """View ``x`` as ``[trajectories, state_dim]``. The last dimension of a solver's ``y0`` is one
+    trajectory's state, leading dimensions index independent trajectories of a batch; a solver
+    that flattens the state passes ``state_dim`` (None: the whole of ``x`` is one trajectory)."""
+    return x.reshape(-1, state_dim or x.numel())
+
+
+def error_norm(
+    err: torch.Tensor,
+    h: float,
+    y_old: torch.Tensor,
+    y_new: torch.Tensor,
+    rtol: float,
+    atol: float,
+    state_dim: int | None = None,
+) -> float:
+    """Hairer's scaled RMS norm of the local error estimate ``|h| * err``, worst trajectory.
+
+    For one trajectory: ``sqrt(mean((h*err / sk)**2))`` with ``sk = atol + rtol*max(|y_old|,
+    |y_new|)`` over its N components, as DOPRI5 does (HNW I, II.4, eq. 4.11). For a batch
+    (leading dimensions), the maximum of the per-trajectory norms: every trajectory meets its
+    tolerance, and a batch of identical trajectories steps exactly as one trajectory does
+    (an RMS over the whole batch would let one bad trajectory hide among good ones).
+    ``h`` is factored out of the tensor work. Returns a Python float (NaN/inf when the state is
+    not finite); detached from autograd.
+    """
+    with torch.no_grad():
+        sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
+        scaled = _per_trajectory(err / sk, state_dim)
+        norm = float(torch.linalg.vector_norm(scaled, dim=-1).max())
+    return norm * abs(h) / math.sqrt(scaled.shape[-1])
+
+
+def initial_step(
+    f: RHS,
+    t0: float,
+    y0: torch.Tensor,
+    f0: torch.Tensor,
+    direction: float,
+    order: int,
+    rtol: float,
+    atol: float,
+    hmax: float,
+    state_dim: int | None = None,
+) -> float:
+    """DOPRI5's ``HINIT``: a first step from one explicit Euler probe (costs one ``f`` call).
+
+    ``h = 0.01 * ||y0|| / ||f0||`` (or ``1e-6`` when either is tiny), an Euler step to estimate
+    the second derivative, then ``h1 = (0.01 / max(||f0||, ||y''||))**(1/order)`` and
+    ``h = min(100 h, h1, hmax)``. The norms are weighted root-sums-of-squares with
+    ``sk = atol + rtol*|y0|``, *not* divided by the dimension, exactly as in DOPRI5
+    (so the result matches Hairer's code). For a batch, each trajectory's norms are taken
+    separately: the probe uses the smallest trajectory's first guess and the result is the
+    smallest trajectory's step, so identical trajectories start exactly as one does.
+    Returns the signed step.
+    """
+    with torch.no_grad():
+        sk = y0.abs().mul(rtol).add_(atol)
+        dnf_rows = _per_trajectory((f0 / sk) ** 2, state_dim).sum(-1)
+        dny_rows = _per_trajectory((y0 / sk) ** 2, state_dim).sum(-1)
+        h_rows = torch.where(
+            (dnf_rows <= 1e-10) | (dny_rows <= 1e-10),
+            torch.full_like(dnf_rows, 1.0e-6),
+            torch.sqrt(dny_rows / dnf_rows) * 0.01,
+        )
+        h = float(h_rows.min())
+        h = min(h, hmax) * direction
+        f1 = f(t0 + h, y0 + h * f0)
+        diff = _per_trajectory((f1 - f0) / sk, state_dim)
+        der2_rows = torch.linalg.vector_norm(diff, dim=-1) / abs(h)
+        der12_rows = torch.maximum(der2_rows.abs(), torch.sqrt(dnf_rows))
+        der12_rows = torch.where(torch.isnan(der12_rows), math.inf, der12_rows)
+        der12 = float(der12_rows.max())
+    if not math.isfinite(der12):
+        return 1.0e-6 * direction
+    if der12 <= 1e-15:
+        h1 = max(1.0e-6, abs(h) * 1.0e-3)
+    else:
+        h1 = (0.01 / der12) ** (1.0 / order)
+    return min(100 * abs(h), h1, hmax) * direction
+
+
+@dataclass
+class HairerController:
+    """DOPRI5's step-size controller (defaults are DOPRI5's own, and scipy's ``dopri5``).
+
+    ``safe``, ``fac1`` (smallest ratio ``h_new/h``), ``fac2`` (largest), ``beta`` (Lund
+    stabilisation; 0 gives the plain I controller). scipy's ``ode(...).set_integrator("dopri5")``
+    passes ``beta=0.0`` into ``WORK(5)``, which DOPRI5 reads as "use the default 0.04", so
+    0.04 is what scipy's dopri5 actually runs with (a negative value would give 0).
+    ``q`` is the order of the error estimate plus one (5 for DOPRI5's 4th-order estimate).
+    """
+
+    q: int = 5
+    safe: float = 0.9
+    fac1: float = 0.2
+    fac2: float = 10.0
+    beta: float = 0.04
+    hmax: float = math.inf
+    facold: float = 1.0e-4
+    rejected_last: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.beta <= 0.2:
+            raise ValueError(f"`beta` must lie in [0, 0.2]; got {self.beta}")
+        if not 0.0 < self.safe < 1.0:
+            raise ValueError(f"`safe` must lie in (0, 1); got {self.safe}")
+        if not 0.0 < self.fac1 <= 1.0 <= self.fac2:
+            raise ValueError(f"need 0 < `fac1` <= 1 <= `fac2`; got {self.fac1}, {self.fac2}")
+        self._expo1 = 1.0 / self.q - 0.75 * self.beta
+
+    def decide(self, err: float, h: float) -> tuple[bool, float]:
+        """Given the error norm of a step of size ``h``, return (accepted, next signed step).
+
+        A non-finite ``err`` is a rejection with the strongest shrink ``fac1``.
+        """
+        if not math.isfinite(err):
+            self.rejected_last = True
+            return False, h * self.fac1
+        fac11 = err**self._expo1
+        if err <= 1.0:
+            fac = fac11 / self.facold**self.beta
+            fac = max(1.0 / self.fac2, min(1.0 / self.fac1, fac / self.safe))
+            h_new = h / fac
+            self.facold = max(err, 1.0e-4)
+            if abs(h_new) > self.hmax:
+                h_new = math.copysign(self.hmax, h)
+            if self.rejected_last:
+                h_new = math.copysign(min(abs(h_new), abs(h)), h)
+            self.rejected_last = False
+            return True, h_new
+        self.rejected_last = True
+        return False, h / min(1.0 / self.fac1, fac11 / self.safe)
+
+
+def clip_to_end(t: float, h: float, t_end: float) -> tuple[float, bool]:
+    """Hairer's last-step rule: if ``t + 1.01 h`` passes ``t_end``, take ``h = t_end - t``.
+
+    Returns the step and whether it is the last one; the last step ends exactly at ``t_end``.
+    """
+    if (t + 1.01 * h - t_end) * h > 0:
+        return t_end - t, True
+    return h, False

@@ -1,0 +1,107 @@
+"""Euler as a literal residual network.
+
+A residual block ``h <- h + dt * f(t_k, h)`` is one explicit Euler step of ``dh/dt = f(t, h)``
+(He et al., "Deep residual learning", CVPR 2016; the correspondence is the starting point of
+Chen et al., "Neural ordinary differential equations", NeurIPS 2018). :class:`EulerResNet`
+stacks ``n_steps`` such blocks; the ``euler`` solver builds one and runs it. Its output is
+bitwise identical to the RK engine's fixed-step loop with the ``EULER`` tableau (same grid,
+same fused ``add``), which a test pins down.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from solvers import dense
+from solvers.base import RHS, Solution, Solver, Status, check_times
+from solvers.rk import OutputCollector, fixed_grid
+
+
+class ResidualBlock(nn.Module):
+    """``h + dt * f(t_k, h)``: one Euler step at time ``t_k`` of size ``dt``."""
+
+    def __init__(self, f: RHS, t_k: float, dt: float) -> None:
+        super().__init__()
+        self.f = f
+        self.t_k = t_k
+        self.dt = dt
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.add(h, self.f(self.t_k, h), alpha=self.dt)
+
+
+class EulerResNet(nn.Module):
+    """A stack of :class:`ResidualBlock` on the uniform grid of ``n_steps`` steps over ``[t0, t1]``.
+
+    ``forward(h0)`` returns the list of block outputs ``[h0, h1, ..., h_n]``.
+    """
+
+    def __init__(self, f: RHS, t0: float, t1: float, n_steps: int) -> None:
+        super().__init__()
+        self.grid, dt = fixed_grid(t0, t1, n_steps)
+        self.blocks = nn.ModuleList(ResidualBlock(f, tk, dt) for tk in self.grid[:-1])
+
+    def forward(self, h0: torch.Tensor) -> list[torch.Tensor]:
+        hs = [h0]
+        for block in self.blocks:
+            hs.append(block(hs[-1]))
+        return hs
+
+
+class EulerResNetSolver(Solver):
+    """Explicit Euler with ``n_steps`` uniform steps, run as an :class:`EulerResNet`.
+
+    Output at the requested times is linear interpolation between block outputs.
+    """
+
+    name = "euler"
+    order = 1
+    adaptive = False
+    kind = "explicit RK, fixed step (residual network)"
+    description = "explicit Euler as a stack of residual blocks h + dt*f(t_k, h)"
+
+    def solve(
+        self,
+        f: RHS,
+        y0: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        rtol: float | None = None,
+        atol: float | None = None,
+        n_steps: int | None = None,
+        max_steps: int | None = None,
+    ) -> Solution:
+        """Run the network; ``n_steps`` (> 0) is required, ``rtol``/``atol`` are ignored."""
+        check_times(t)
+        if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(
+                "`n_steps` must be a positive int for the fixed-step solver 'euler'; "
+                f"got {n_steps!r}"
+            )
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        times = [float(x) for x in t.tolist()]
+        limit = n_steps if max_steps is None else min(n_steps, max_steps)
+        net = EulerResNet(f, times[0], times[-1], n_steps)
+        net.blocks = net.blocks[:limit]
+        hs = [h.reshape(1, -1) for h in net(y0)]
+        out = OutputCollector(times, hs[0], torch.finfo(y0.dtype).eps)
+        for n in range(limit):
+            interior = out.due(net.grid[n], net.grid[n + 1], hs[n + 1])
+            if interior:
+                out.put(interior, dense.linear(hs[n], hs[n + 1], [th for _, th in interior]))
+        ys = out.stack(hs[0]).view(len(times), *y0.shape)
+        status, message, t_reached = Status.OK, "", net.grid[limit]
+        if limit < n_steps:
+            status = Status.MAX_STEPS
+            message = f"stopped after max_steps={max_steps} of n_steps={n_steps} steps"
+        finite = torch.isfinite(ys).reshape(len(times), -1).all(dim=1).tolist()
+        if status == Status.OK and not all(finite):
+            first_bad = finite.index(False)
+            ys = ys.clone()
+            ys[first_bad:] = float("nan")
+            status = Status.NONFINITE
+            message = f"the state became inf/NaN before t = {times[first_bad]:g}"
+            t_reached = times[first_bad - 1]
+        return Solution(ys, status, message, limit, limit, 0, limit, t_reached)

@@ -1,0 +1,378 @@
+"""One explicit Runge–Kutta engine for every tableau, with fixed steps or adaptive steps.
+
+The method is data (:class:`solvers.tableaux.ButcherTableau`); this module owns the loop:
+
+- fixed-step mode takes ``n_steps`` uniform steps over ``[t[0], t[-1]]``;
+- adaptive mode takes DOPRI5's initial step and controller from :mod:`solvers.control`, ends
+  exactly at ``t[-1]`` (Hairer's last-step rule) and never steps past it;
+- output at the requested times comes from dense output (:mod:`solvers.dense`), never from
+  forcing steps onto them.
+
+The state is flattened to a row ``[1, N]`` (``N`` = all elements of the batch), so each stage
+is one fused ``addmm`` of the stacked earlier stages with a row of ``A``. One step size serves
+the whole batch and the error norm runs over all elements, as in Hairer's codes. Every tensor op
+is out of place, so autograd can record the solve (``backprop``); the controller works on
+Python floats, detached. A new method is a tableau plus one registration::
+
+    register_solver("heun")(lambda: RungeKutta(HEUN, name="heun", adaptive=False))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from solvers import dense
+from solvers.base import RHS, Solution, Solver, Status, check_times
+from solvers.control import HairerController, clip_to_end, error_norm, initial_step
+from solvers.tableaux import ButcherTableau
+
+DEFAULT_MAX_STEPS = 100_000
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+
+
+def fixed_grid(t0: float, t1: float, n_steps: int) -> tuple[list[float], float]:
+    """The ``n_steps + 1`` times of a uniform grid (the last exactly ``t1``) and its step."""
+    h = (t1 - t0) / n_steps
+    times = [t0 + k * h for k in range(n_steps)] + [t1]
+    return times, h
+
+
+class OutputCollector:
+    """Collects the state at the requested times as steps are accepted (shared by all solvers)."""
+
+    def __init__(self, times: list[float], y0: torch.Tensor, eps: float) -> None:
+        self.times = times
+        self.rows: list[torch.Tensor | None] = [None] * len(times)
+        self.rows[0] = y0[0]
+        self.next = 1
+        self.eps = eps
+
+    def due(self, t: float, t1: float, y1: torch.Tensor) -> list[tuple[int, float]]:
+        """Fill the outputs at ``t1`` (within rounding) with ``y1``.
+
+        Returns the outputs strictly inside the step as ``(index, theta)`` pairs.
+        """
+        h = t1 - t
+        tol = 8.0 * self.eps * max(abs(t1), abs(h))
+        interior = []
+        while self.next < len(self.times):
+            tj = self.times[self.next]
+            if abs(tj - t1) <= tol:
+                self.rows[self.next] = y1[0]
+            elif (tj - t1) * h < 0:
+                interior.append((self.next, (tj - t) / h))
+            else:
+                break
+            self.next += 1
+        return interior
+
+    def put(self, interior: list[tuple[int, float]], values: torch.Tensor) -> None:
+        for (j, _), row in zip(interior, values, strict=True):
+            self.rows[j] = row
+
+    def stack(self, like: torch.Tensor) -> torch.Tensor:
+        nan = torch.full_like(like[0], math.nan)
+        return torch.stack([r if r is not None else nan for r in self.rows])
+
+
+@dataclass
+class _Coefficients:
+    """A tableau's coefficients as tensors on one device/dtype, in the form the loop uses."""
+
+    c: list[float]
+    rows: list[tuple]  # per stage: ("one", j, a) or ("mm", n, row [1, n]); row 0 unused
+    b: tuple
+    e: torch.Tensor | None
+
+
+def _combination(weights: list[float], like: torch.Tensor) -> tuple:
+    nonzero = [j for j, w in enumerate(weights) if w != 0.0]
+    if len(nonzero) == 1:
+        return ("one", nonzero[0], weights[nonzero[0]])
+    n = (nonzero[-1] + 1) if nonzero else 1
+    return ("mm", n, torch.tensor([weights[:n]], dtype=like.dtype, device=like.device))
+
+
+def _combine(y: torch.Tensor, ks: list[torch.Tensor], spec: tuple, h: float) -> torch.Tensor:
+    """``y + h * sum_j w_j k_j`` in one or two fused ops."""
+    if spec[0] == "one":
+        return torch.add(y, ks[spec[1]], alpha=h * spec[2])
+    n = spec[1]
+    k = ks[0] if n == 1 else torch.cat(ks[:n])
+    return torch.addmm(y, spec[2], k, alpha=h)
+
+
+class RungeKutta(Solver):
+    """An explicit RK solver defined by a :class:`ButcherTableau`.
+
+    ``adaptive`` defaults to whether the tableau has an error estimate; ``interpolation`` is
+    ``"auto"`` (the tableau's continuous extension if it has one, else linear for order 1 and
+    cubic Hermite otherwise), ``"continuous"``, ``"hermite"`` or ``"linear"``. The controller
+    parameters are DOPRI5's (see :class:`solvers.control.HairerController`).
+    """
+
+    def __init__(
+        self,
+        tableau: ButcherTableau,
+        *,
+        name: str | None = None,
+        adaptive: bool | None = None,
+        interpolation: str = "auto",
+        safe: float = 0.9,
+        fac1: float = 0.2,
+        fac2: float = 10.0,
+        beta: float = 0.04,
+        description: str = "",
+    ) -> None:
+        tableau.validate()
+        self.tableau = tableau
+        self.name = name or tableau.name
+        self.order = tableau.order
+        self.adaptive = tableau.b_err is not None if adaptive is None else adaptive
+        if self.adaptive and tableau.b_err is None:
+            raise ValueError(
+                f"`adaptive=True` needs a tableau with `b_err`; {tableau.name} has none"
+            )
+        if interpolation == "auto":
+            if tableau.dense is not None:
+                interpolation = "continuous"
+            else:
+                interpolation = "linear" if tableau.order <= 1 else "hermite"
+        allowed = ("continuous", "hermite", "linear")
+        if interpolation not in allowed:
+            raise ValueError(f"`interpolation` must be one of {allowed}; got {interpolation!r}")
+        if interpolation == "continuous" and tableau.dense is None:
+            raise ValueError(f"`interpolation='continuous'`: {tableau.name} has no `dense`")
+        self.interpolation = interpolation
+        self.controller_options = {"safe": safe, "fac1": fac1, "fac2": fac2, "beta": beta}
+        HairerController(**self.controller_options)  # validate now, not mid-run
+        steps = "adaptive" if self.adaptive else "fixed step"
+        self.kind = f"explicit RK, {steps}"
+        self.description = description or (
+            f"{tableau.name} tableau, {tableau.stages} stages, {interpolation} dense output"
+        )
+        self._cache: dict[tuple, _Coefficients] = {}
+
+    # -- coefficients --------------------------------------------------------------------
+
+    def _coefficients(self, like: torch.Tensor) -> _Coefficients:
+        key = (like.dtype, like.device)
+        co = self._cache.get(key)
+        if co is None:
+            tab = self.tableau
+            rows = [("none",)] + [_combination(r, like) for r in tab.a_rows()[1:]]
+            b = _combination([float(x) for x in tab.b], like)
+            e = None
+            if tab.b_err is not None:
+                e = torch.tensor(
+                    [[float(x) for x in tab.b_err]], dtype=like.dtype, device=like.device
+                )
+            co = _Coefficients([float(x) for x in tab.c], rows, b, e)
+            self._cache[key] = co
+        return co
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _stages(
+        self, fv, t: float, y: torch.Tensor, k1: torch.Tensor, h: float, co: _Coefficients
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """All stages of a step of size ``h`` from ``(t, y)`` and the new state ``y1``."""
+        s = self.tableau.stages
+        fsal = self.tableau.fsal
+        ks = [k1]
+        y1 = None
+        for i in range(1, s):
+            if fsal and i == s - 1:
+                y1 = _combine(y, ks, co.b, h)
+                yi = y1
+            else:
+                yi = _combine(y, ks, co.rows[i], h)
+            ks.append(fv(t + co.c[i] * h, yi))
+        if y1 is None:
+            y1 = _combine(y, ks, co.b, h)
+        return ks, y1
+
+    # -- the solve ------------------------------------------------------------------------
+
+    def solve(
+        self,
+        f: RHS,
+        y0: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        rtol: float | None = None,
+        atol: float | None = None,
+        n_steps: int | None = None,
+        max_steps: int | None = None,
+    ) -> Solution:
+        """Integrate ``dy/dt = f(t, y)`` from ``t[0]``; the state at every time in ``t``.
+
+        Adaptive: ``rtol`` (default 1e-6, > 0) and ``atol`` (default 1e-9, >= 0) drive the
+        steps; ``max_steps`` (default 100 000) bounds the attempted steps. Fixed step:
+        ``n_steps`` (> 0) uniform steps; ``rtol``/``atol`` are ignored; ``max_steps`` (default
+        none) stops early. Wrong arguments raise ``ValueError``; numerical failure returns a
+        status.
+        """
+        check_times(t)
+        if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
+            raise ValueError("`y0` must be a floating-point torch.Tensor")
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        times = [float(x) for x in t.tolist()]
+        shape = y0.shape
+        y = y0.reshape(1, -1)
+        eps = torch.finfo(y0.dtype).eps
+        nfe = 0
+
+        def fv(tt: float, yy: torch.Tensor) -> torch.Tensor:
+            nonlocal nfe
+            nfe += 1
+            return f(tt, yy.view(shape)).reshape(1, -1)
+
+        out = OutputCollector(times, y, eps)
+        if self.adaptive:
+            rtol = DEFAULT_RTOL if rtol is None else float(rtol)
+            atol = DEFAULT_ATOL if atol is None else float(atol)
+            if not (rtol > 0 and math.isfinite(rtol)):
+                raise ValueError(f"`rtol` must be a finite number > 0; got {rtol}")
+            if not (atol >= 0 and math.isfinite(atol)):
+                raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
+            state_dim = shape[-1] if len(shape) else 1
+            result = self._adaptive(
+                fv, y, times, out, rtol, atol, max_steps or DEFAULT_MAX_STEPS, state_dim
+            )
+        else:
+            if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
+                raise ValueError(
+                    f"`n_steps` must be a positive int for the fixed-step solver {self.name!r}; "
+                    f"got {n_steps!r}"
+                )
+            result = self._fixed(fv, y, times, out, n_steps, max_steps)
+        status, message, n_acc, n_rej, t_reached = result
+        ys = out.stack(y)
+        if status == Status.OK and not bool(torch.isfinite(ys).all()):
+            finite = torch.isfinite(ys).reshape(len(times), -1).all(dim=1).tolist()
+            first_bad = finite.index(False)
+            ys = ys.clone()
+            ys[first_bad:] = math.nan
+            status = Status.NONFINITE
+            message = f"the state became inf/NaN before t = {times[first_bad]:g}"
+            t_reached = times[first_bad - 1]
+        return Solution(
+            ys=ys.view(len(times), *shape),
+            status=status,
+            message=message,
+            n_steps=n_acc + n_rej,
+            n_accepted=n_acc,
+            n_rejected=n_rej,
+            nfe=nfe,
+            t_reached=t_reached,
+        )
+
+    def _emit(self, out, fv, t, y, k1, t1, y1, h, ks, pending):
+        """Dense output for the accepted step ``[t, t1]``; returns a pending Hermite job."""
+        interior = out.due(t, t1, y1)
+        if not interior:
+            return None
+        thetas = [th for _, th in interior]
+        if self.interpolation == "continuous":
+            out.put(interior, dense.continuous_extension(self.tableau, y, torch.cat(ks), h, thetas))
+        elif self.interpolation == "linear":
+            out.put(interior, dense.linear(y, y1, thetas))
+        elif self.tableau.fsal:
+            out.put(interior, dense.cubic_hermite(y, k1, y1, ks[-1], h, thetas))
+        else:  # needs f(t1, y1): the next step's first stage
+            return (interior, y, k1, y1, h, thetas)
+        return None
+
+    @staticmethod
+    def _resolve(out, pending, f1) -> None:
+        interior, y, k1, y1, h, thetas = pending
+        out.put(interior, dense.cubic_hermite(y, k1, y1, f1, h, thetas))
+
+    def _fixed(self, fv, y, times, out, n_steps, max_steps):
+        co = self._coefficients(y)
+        grid, h = fixed_grid(times[0], times[-1], n_steps)
+        limit = n_steps if max_steps is None else min(n_steps, max_steps)
+        fsal = self.tableau.fsal
+        k1 = None
+        pending = None
+        for n in range(limit):
+            tn = grid[n]
+            if k1 is None:
+                k1 = fv(tn, y)
+                if pending is not None:
+                    self._resolve(out, pending, k1)
+                    pending = None
+            ks, y1 = self._stages(fv, tn, y, k1, h, co)
+            pending = self._emit(out, fv, tn, y, k1, grid[n + 1], y1, h, ks, pending)
+            y, k1 = y1, (ks[-1] if fsal else None)
+        t_end = grid[limit]
+        if pending is not None:
+            self._resolve(out, pending, fv(t_end, y))
+        if limit < n_steps:
+            msg = f"stopped after max_steps={max_steps} of n_steps={n_steps} steps"
+            return Status.MAX_STEPS, msg, limit, 0, t_end
+        return Status.OK, "", limit, 0, t_end
+
+    def _adaptive(self, fv, y, times, out, rtol, atol, max_steps, state_dim):
+        co = self._coefficients(y)
+        tab = self.tableau
+        t, t_end = times[0], times[-1]
+        direction = 1.0 if t_end > t else -1.0
+        hmax = abs(t_end - t)
+        ctrl = HairerController(
+            q=(tab.error_order or tab.order - 1) + 1, hmax=hmax, **self.controller_options
+        )
+        eps = out.eps
+        k1 = fv(t, y)
+        q_init = min(tab.order, (tab.error_order or tab.order)) + 1
+        h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim)
+        n_acc = n_rej = bad = 0
+        pending = None
+        status, message = Status.OK, ""
+        while True:
+            if n_acc + n_rej >= max_steps:
+                status = Status.MAX_STEPS
+                message = f"reached max_steps={max_steps} attempted steps at t = {t:g}"
+                break
+            if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
+                status = Status.STEP_TOO_SMALL
+                message = f"step size {abs(h):.3g} too small at t = {t:g}"
+                break
+            h, last = clip_to_end(t, h, t_end)
+            if k1 is None:
+                k1 = fv(t, y)
+                if pending is not None:
+                    self._resolve(out, pending, k1)
+                    pending = None
+            ks, y1 = self._stages(fv, t, y, k1, h, co)
+            with torch.no_grad():
+                err_raw = torch.mm(co.e, torch.cat(ks))
+            err = error_norm(err_raw, h, y, y1, rtol, atol, state_dim)
+            accepted, h_new = ctrl.decide(err, h)
+            if accepted:
+                n_acc += 1
+                bad = 0
+                t1 = t_end if last else t + h
+                pending = self._emit(out, fv, t, y, k1, t1, y1, h, ks, pending)
+                t, y = t1, y1
+                k1 = ks[-1] if tab.fsal else None
+                if last:
+                    break
+            else:
+                n_rej += 1
+                if not math.isfinite(err):
+                    bad += 1
+                    if bad >= 10:
+                        status = Status.NONFINITE
+                        message = f"the error estimate stayed inf/NaN near t = {t:g}"
+                        break
+            h = h_new
+        if pending is not None:
+            self._resolve(out, pending, fv(t, y))
+        return status, message, n_acc, n_rej, t
