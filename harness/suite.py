@@ -43,10 +43,10 @@ class Suite:
     dtypes: tuple[str, ...] = ("float64",)
     batch: tuple[int, ...] = (1,)
     max_steps: int | None = None  # None: the problem's budget, else the solver's default
-    warmup: int = 1
+    warmup: int = 0  # the untimed accuracy solve already warms each case up
     min_time: float = 0.05
     min_repeats: int = 3
-    max_time: float = 1.0
+    max_time: float = 0.5
     case_timeout: float = 120.0
     source: str = "built-in"
 

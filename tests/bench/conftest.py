@@ -1,0 +1,35 @@
+"""After a benchmark run, print the time per attempted step of each solver, side by side.
+
+Benchmarks that store ``extra_info["n_steps"]`` get a line: median and minimum of one solve
+divided by its attempted steps, and the ratio to the fastest at the same batch size. The figures
+in the README come from this table (``tox -e bench`` or
+``python -m pytest tests/bench --benchmark-enable``).
+"""
+
+from __future__ import annotations
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or getattr(session, "disabled", True):
+        return
+    rows = []
+    for bench in session.benchmarks:
+        info = bench.extra_info or {}
+        n = info.get("n_steps")
+        if not n or not bench.stats:
+            continue
+        stats = bench.stats
+        rows.append((info.get("batch", 1), bench.name, stats.median / n, stats.min / n, n))
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.write_sep("-", "time per attempted step (median, min of one solve / its steps)")
+    tr.write_line(f"{'batch':>5}  {'benchmark':<48} {'median':>10} {'min':>10} {'steps':>6} "
+                  f"{'x fastest':>9}")
+    for batch in sorted({r[0] for r in rows}):
+        group = sorted((r for r in rows if r[0] == batch), key=lambda r: r[2])
+        fastest = group[0][2]
+        for b, name, med, mn, n in group:
+            tr.write_line(f"{b:>5}  {name:<48} {med * 1e6:>8.1f}us {mn * 1e6:>8.1f}us {n:>6} "
+                          f"{med / fastest:>9.2f}")
