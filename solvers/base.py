@@ -28,10 +28,42 @@ class Status(enum.StrEnum):
 
 
 class GradMode(enum.StrEnum):
-    """How a gradient through a solve is computed (issue 4 adds the adjoint modes)."""
+    """How a gradient through a solve is computed (see :mod:`solvers.gradients`).
+
+    - ``none``: no gradient (plain solve);
+    - ``backprop``: autograd records the solver's operations (memory grows with the steps);
+    - ``adjoint``: the continuous adjoint, solved backwards with the same solver (Chen et al.,
+      "Neural ordinary differential equations", NeurIPS 2018, Algorithm 1): O(1) memory in the
+      number of steps;
+    - ``adjoint-seminorm``: the adjoint whose error control ignores the parameter-gradient and
+      time channels (Kidger, Chen, Lyons, "Hey, that's not an ODE", ICML 2021);
+    - ``checkpoint``: backprop that keeps only the accepted steps' states and recomputes one
+      step's graph at a time in the backward pass (Griewank & Walther, "Evaluating
+      Derivatives", 2nd ed., ch. 12): backprop's gradient, states-plus-one-step memory.
+    """
 
     NONE = "none"
     BACKPROP = "backprop"
+    ADJOINT = "adjoint"
+    ADJOINT_SEMINORM = "adjoint-seminorm"
+    CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class StepRecord:
+    """One accepted step, as a solve with ``record_steps=True`` reports it.
+
+    ``t`` the start, ``h`` the signed step, ``t1`` the exact end (``t + h`` except for the last
+    step, which ends exactly at the final time), ``y`` the state at ``t`` and ``k1`` the first
+    stage when the method carries it over from the previous step (FSAL), else None. ``y`` and
+    ``k1`` are rows ``[1, N]`` of the flattened state, as the engine holds them.
+    """
+
+    t: float
+    h: float
+    t1: float
+    y: torch.Tensor
+    k1: torch.Tensor | None = None
 
 
 @dataclass
@@ -50,6 +82,7 @@ class Solution:
     n_rejected: int = 0
     nfe: int = 0
     t_reached: float | None = None  # how far the solve got (the final time when ok)
+    steps: list[StepRecord] | None = None  # the accepted steps, only with record_steps=True
 
 
 class Solver:

@@ -15,11 +15,43 @@ norm (one ``.item()`` per step) and gets back a float step size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from solvers.base import RHS
+
+Channels = Sequence[tuple[int, int, int]]
+"""Segments ``(start, stop, state_dim)`` of the flattened state that the error norm measures.
+
+Each segment ``x[start:stop]`` is viewed as ``[rows, state_dim]`` and every row is measured on
+its own, like one trajectory of a batch; the norm is the worst row of all segments. Elements in
+no segment are integrated but ignored by step-size control, which is what a *seminorm* is
+(Kidger, Chen, Lyons, "Hey, that's not an ODE", ICML 2021). ``None``: one segment, the whole
+state with the solver's ``state_dim`` (the default, unchanged behaviour).
+"""
+
+
+def _channel_rows(x: torch.Tensor, channels: Channels) -> list[torch.Tensor]:
+    flat = x.reshape(-1)
+    return [flat[a:b].reshape(-1, d) for a, b, d in channels]
+
+
+def check_channels(channels: Channels, n: int) -> list[tuple[int, int, int]]:
+    """Validate ``channels`` against a state of ``n`` elements (ValueError naming the problem)."""
+    out = []
+    for seg in channels:
+        a, b, d = (int(v) for v in seg)
+        if not (0 <= a < b <= n) or d < 1 or (b - a) % d:
+            raise ValueError(
+                f"`error_channels` segment {tuple(seg)} does not fit a state of {n} elements "
+                "(need 0 <= start < stop <= n and state_dim dividing stop - start)"
+            )
+        out.append((a, b, d))
+    if not out:
+        raise ValueError("`error_channels` must name at least one segment")
+    return out
 
 
 def _per_trajectory(x: torch.Tensor, state_dim: int | None) -> torch.Tensor:
@@ -37,6 +69,7 @@ def error_norm(
     rtol: float,
     atol: float,
     state_dim: int | None = None,
+    channels: Channels | None = None,
 ) -> float:
     """Hairer's scaled RMS norm of the local error estimate ``|h| * err``, worst trajectory.
 
@@ -46,10 +79,19 @@ def error_norm(
     tolerance, and a batch of identical trajectories steps exactly as one trajectory does
     (an RMS over the whole batch would let one bad trajectory hide among good ones).
     ``h`` is factored out of the tensor work. Returns a Python float (NaN/inf when the state is
-    not finite); detached from autograd.
+    not finite); detached from autograd. With ``channels`` (see :data:`Channels`), the worst
+    RMS over the rows of the given segments only (a mixed norm, or a seminorm when segments are
+    left out).
     """
     with torch.no_grad():
         sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
+        if channels is not None:
+            rows = _channel_rows(err / sk, channels)
+            worst = torch.stack([torch.linalg.vector_norm(r, dim=-1).max() for r in rows])
+            return max(  # one sync; the arithmetic of the default path, per segment
+                n * abs(h) / math.sqrt(r.shape[-1])
+                for n, r in zip(worst.tolist(), rows, strict=True)
+            )
         scaled = _per_trajectory(err / sk, state_dim)
         norm = float(torch.linalg.vector_norm(scaled, dim=-1).max())
     return norm * abs(h) / math.sqrt(scaled.shape[-1])
@@ -66,6 +108,7 @@ def initial_step(
     atol: float,
     hmax: float,
     state_dim: int | None = None,
+    channels: Channels | None = None,
 ) -> float:
     """DOPRI5's ``HINIT``: a first step from one explicit Euler probe (costs one ``f`` call).
 
@@ -76,22 +119,39 @@ def initial_step(
     (so the result matches Hairer's code). For a batch, each trajectory's norms are taken
     separately: the probe uses the smallest trajectory's first guess and the result is the
     smallest trajectory's step, so identical trajectories start exactly as one does.
+    With ``channels``, the rows are those of the segments (see :data:`Channels`), and rows whose
+    state is zero do not force the ``1e-6`` first guess while others have a scale (the adjoint's
+    parameter-gradient channels start at zero).
     Returns the signed step.
     """
+
+    def row_sums(x: torch.Tensor) -> torch.Tensor:
+        if channels is None:
+            return _per_trajectory(x, state_dim).sum(-1)
+        return torch.cat([r.sum(-1) for r in _channel_rows(x, channels)])
+
+    def row_norms(x: torch.Tensor) -> torch.Tensor:
+        if channels is None:
+            return torch.linalg.vector_norm(_per_trajectory(x, state_dim), dim=-1)
+        return torch.cat([torch.linalg.vector_norm(r, dim=-1) for r in _channel_rows(x, channels)])
+
     with torch.no_grad():
         sk = y0.abs().mul(rtol).add_(atol)
-        dnf_rows = _per_trajectory((f0 / sk) ** 2, state_dim).sum(-1)
-        dny_rows = _per_trajectory((y0 / sk) ** 2, state_dim).sum(-1)
+        dnf_rows = row_sums((f0 / sk) ** 2)
+        dny_rows = row_sums((y0 / sk) ** 2)
         h_rows = torch.where(
             (dnf_rows <= 1e-10) | (dny_rows <= 1e-10),
             torch.full_like(dnf_rows, 1.0e-6),
             torch.sqrt(dny_rows / dnf_rows) * 0.01,
         )
+        if channels is not None and bool((dny_rows > 1e-10).any()):
+            # a row whose state is zero (a gradient accumulator that starts at 0) carries no
+            # scale for the first guess: the other rows set it, instead of DOPRI5's 1e-6
+            h_rows = h_rows[dny_rows > 1e-10]
         h = float(h_rows.min())
         h = min(h, hmax) * direction
         f1 = f(t0 + h, y0 + h * f0)
-        diff = _per_trajectory((f1 - f0) / sk, state_dim)
-        der2_rows = torch.linalg.vector_norm(diff, dim=-1) / abs(h)
+        der2_rows = row_norms((f1 - f0) / sk) / abs(h)
         der12_rows = torch.maximum(der2_rows.abs(), torch.sqrt(dnf_rows))
         der12_rows = torch.where(torch.isnan(der12_rows), math.inf, der12_rows)
         der12 = float(der12_rows.max())

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from solvers import dense
-from solvers.base import RHS, Solution, Solver, Status, check_times
-from solvers.rk import OutputCollector, fixed_grid
+from solvers.base import RHS, GradMode, Solution, Solver, Status, StepRecord, check_times
+from solvers.rk import OutputCollector, check_step_grid, fixed_grid
 
 
 class ResidualBlock(nn.Module):
@@ -34,13 +34,23 @@ class ResidualBlock(nn.Module):
 class EulerResNet(nn.Module):
     """A stack of :class:`ResidualBlock` on the uniform grid of ``n_steps`` steps over ``[t0, t1]``.
 
-    ``forward(h0)`` returns the list of block outputs ``[h0, h1, ..., h_n]``.
+    ``forward(h0)`` returns the list of block outputs ``[h0, h1, ..., h_n]``. ``grid`` (the
+    block times ``t0 .. t1``, any spacing) replaces the uniform grid of ``n_steps``.
     """
 
-    def __init__(self, f: RHS, t0: float, t1: float, n_steps: int) -> None:
+    def __init__(
+        self, f: RHS, t0: float, t1: float, n_steps: int, grid: list[float] | None = None
+    ) -> None:
         super().__init__()
-        self.grid, dt = fixed_grid(t0, t1, n_steps)
-        self.blocks = nn.ModuleList(ResidualBlock(f, tk, dt) for tk in self.grid[:-1])
+        if grid is None:
+            self.grid, dt = fixed_grid(t0, t1, n_steps)
+            dts = [dt] * n_steps
+        else:
+            self.grid = list(grid)
+            dts = [b - a for a, b in zip(self.grid, self.grid[1:], strict=False)]
+        self.blocks = nn.ModuleList(
+            ResidualBlock(f, tk, dt) for tk, dt in zip(self.grid[:-1], dts, strict=True)
+        )
 
     def forward(self, h0: torch.Tensor) -> list[torch.Tensor]:
         hs = [h0]
@@ -52,8 +62,19 @@ class EulerResNet(nn.Module):
 class EulerResNetSolver(Solver):
     """Explicit Euler with ``n_steps`` uniform steps, run as an :class:`EulerResNet`.
 
-    Output at the requested times is linear interpolation between block outputs.
+    Output at the requested times is linear interpolation between block outputs. Every
+    gradient mode works (:mod:`solvers.gradients`): ``record_steps`` and :meth:`replay_step`
+    serve ``checkpoint``, ``step_grid`` the adjoint's reversed forward grid.
     """
+
+    grad_modes = (
+        GradMode.NONE,
+        GradMode.BACKPROP,
+        GradMode.ADJOINT,
+        GradMode.ADJOINT_SEMINORM,
+        GradMode.CHECKPOINT,
+    )
+    interpolation = "linear"
 
     name = "euler"
     order = 1
@@ -71,9 +92,19 @@ class EulerResNetSolver(Solver):
         atol: float | None = None,
         n_steps: int | None = None,
         max_steps: int | None = None,
+        record_steps: bool = False,
+        step_grid: list[float] | None = None,
     ) -> Solution:
-        """Run the network; ``n_steps`` (> 0) is required, ``rtol``/``atol`` are ignored."""
+        """Run the network; ``n_steps`` (> 0) is required, ``rtol``/``atol`` are ignored.
+
+        ``step_grid``: explicit block times from ``t[0]`` to ``t[-1]`` instead of ``n_steps``
+        uniform ones; ``record_steps``: fill ``Solution.steps`` (see ``RungeKutta.solve``).
+        """
         check_times(t)
+        grid = None
+        if step_grid is not None:
+            grid = check_step_grid(step_grid, float(t[0]), float(t[-1]))
+            n_steps = len(grid) - 1
         if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(
                 "`n_steps` must be a positive int for the fixed-step solver 'euler'; "
@@ -83,7 +114,7 @@ class EulerResNetSolver(Solver):
             raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
         times = [float(x) for x in t.tolist()]
         limit = n_steps if max_steps is None else min(n_steps, max_steps)
-        net = EulerResNet(f, times[0], times[-1], n_steps)
+        net = EulerResNet(f, times[0], times[-1], n_steps, grid)
         net.blocks = net.blocks[:limit]
         hs = [h.reshape(1, -1) for h in net(y0)]
         out = OutputCollector(times, hs[0], torch.finfo(y0.dtype).eps)
@@ -104,4 +135,22 @@ class EulerResNetSolver(Solver):
             status = Status.NONFINITE
             message = f"the state became inf/NaN before t = {times[first_bad]:g}"
             t_reached = times[first_bad - 1]
-        return Solution(ys, status, message, limit, limit, 0, limit, t_reached)
+        steps = None
+        if record_steps:
+            steps = [
+                StepRecord(b.t_k, b.dt, net.grid[n + 1], hs[n]) for n, b in enumerate(net.blocks)
+            ]
+        return Solution(ys, status, message, limit, limit, 0, limit, t_reached, steps)
+
+    def replay_step(
+        self,
+        fv: RHS,
+        rec: StepRecord,
+        y: torch.Tensor,
+        k1: torch.Tensor | None,
+        thetas: list[float],
+    ) -> tuple[torch.Tensor, None, torch.Tensor | None]:
+        """Recompute one residual block from the row ``y`` (see ``RungeKutta.replay_step``)."""
+        y1 = torch.add(y, fv(rec.t, y), alpha=rec.h)
+        rows = dense.linear(y, y1, thetas) if thetas else None
+        return y1, None, rows

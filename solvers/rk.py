@@ -25,13 +25,34 @@ from dataclasses import dataclass
 import torch
 
 from solvers import dense
-from solvers.base import RHS, Solution, Solver, Status, check_times
-from solvers.control import HairerController, clip_to_end, error_norm, initial_step
+from solvers.base import RHS, GradMode, Solution, Solver, Status, StepRecord, check_times
+from solvers.control import (
+    Channels,
+    HairerController,
+    check_channels,
+    clip_to_end,
+    error_norm,
+    initial_step,
+)
 from solvers.tableaux import ButcherTableau
 
 DEFAULT_MAX_STEPS = 100_000
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
+
+
+def check_step_grid(step_grid: list[float], t0: float, t1: float) -> list[float]:
+    """Validate an explicit fixed-step grid: from ``t0`` to ``t1``, strictly monotone."""
+    grid = [float(x) for x in step_grid]
+    if len(grid) < 2 or grid[0] != t0 or grid[-1] != t1:
+        raise ValueError(
+            f"`step_grid` must start at t[0] = {t0:g} and end at t[-1] = {t1:g} "
+            f"with at least one step; got {len(grid)} points"
+        )
+    d = [b - a for a, b in zip(grid, grid[1:], strict=False)]
+    if not (all(x > 0 for x in d) or all(x < 0 for x in d)):
+        raise ValueError("`step_grid` must be strictly monotone in the direction of `t`")
+    return grid
 
 
 def fixed_grid(t0: float, t1: float, n_steps: int) -> tuple[list[float], float]:
@@ -56,19 +77,29 @@ class OutputCollector:
 
         Returns the outputs strictly inside the step as ``(index, theta)`` pairs.
         """
+        hits, interior = self.assign(t, t1)
+        for j in hits:
+            self.rows[j] = y1[0]
+        return interior
+
+    def assign(self, t: float, t1: float) -> tuple[list[int], list[tuple[int, float]]]:
+        """The outputs an accepted step ``[t, t1]`` produces: those at ``t1`` (within rounding)
+        and those strictly inside as ``(index, theta)``; advances past them. The checkpoint
+        gradient replays this to know which outputs each recomputed step feeds."""
         h = t1 - t
         tol = 8.0 * self.eps * max(abs(t1), abs(h))
+        hits: list[int] = []
         interior = []
         while self.next < len(self.times):
             tj = self.times[self.next]
             if abs(tj - t1) <= tol:
-                self.rows[self.next] = y1[0]
+                hits.append(self.next)
             elif (tj - t1) * h < 0:
                 interior.append((self.next, (tj - t) / h))
             else:
                 break
             self.next += 1
-        return interior
+        return hits, interior
 
     def put(self, interior: list[tuple[int, float]], values: torch.Tensor) -> None:
         for (j, _), row in zip(interior, values, strict=True):
@@ -113,7 +144,20 @@ class RungeKutta(Solver):
     ``"auto"`` (the tableau's continuous extension if it has one, else linear for order 1 and
     cubic Hermite otherwise), ``"continuous"``, ``"hermite"`` or ``"linear"``. The controller
     parameters are DOPRI5's (see :class:`solvers.control.HairerController`).
+
+    Every gradient mode works (see :mod:`solvers.gradients`): the loop is out-of-place torch
+    ops (``backprop``), ``solve`` runs any right-hand side (``adjoint``), takes
+    ``error_channels`` (``adjoint-seminorm``), and reports its accepted steps and replays one
+    of them (``record_steps``, :meth:`replay_step`: ``checkpoint``).
     """
+
+    grad_modes = (
+        GradMode.NONE,
+        GradMode.BACKPROP,
+        GradMode.ADJOINT,
+        GradMode.ADJOINT_SEMINORM,
+        GradMode.CHECKPOINT,
+    )
 
     def __init__(
         self,
@@ -196,6 +240,46 @@ class RungeKutta(Solver):
             y1 = _combine(y, ks, co.b, h)
         return ks, y1
 
+    def _dense(self, y, k1, y1, h, ks, thetas, f1):
+        """Dense output rows inside a step; ``f1`` is ``f(t1, y1)`` (only Hermite non-FSAL)."""
+        if self.interpolation == "continuous":
+            return dense.continuous_extension(self.tableau, y, torch.cat(ks), h, thetas)
+        if self.interpolation == "linear":
+            return dense.linear(y, y1, thetas)
+        if self.tableau.fsal:
+            return dense.cubic_hermite(y, k1, y1, ks[-1], h, thetas)
+        return dense.cubic_hermite(y, k1, y1, f1, h, thetas)
+
+    def replay_step(
+        self,
+        fv: RHS,
+        rec: StepRecord,
+        y: torch.Tensor,
+        k1: torch.Tensor | None,
+        thetas: list[float],
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Recompute the accepted step ``rec`` from the row ``y`` (``[1, N]``), the same ops as
+        the solve took, so autograd can record it (the ``checkpoint`` gradient). ``fv(t, row)``
+        is ``f`` on rows ``[1, N]`` (the solve's own flattening).
+
+        ``k1``: the carried first stage (FSAL) or None to evaluate ``f(t, y)``. ``thetas``: the
+        dense outputs strictly inside the step. Returns ``(y1, k_last, rows)``: the new state,
+        the last stage (FSAL methods: the next step's ``k1``; else None) and the dense rows
+        ``[len(thetas), N]`` (None without thetas). The Hermite interpolant of a method without
+        FSAL needs ``f(t1, y1)``: it is evaluated here, as the solve's next step did.
+        """
+        co = self._coefficients(y)
+        if k1 is None:
+            k1 = fv(rec.t, y)
+        ks, y1 = self._stages(fv, rec.t, y, k1, rec.h, co)
+        rows = None
+        if thetas:
+            f1 = None
+            if self.interpolation == "hermite" and not self.tableau.fsal:
+                f1 = fv(rec.t1, y1)
+            rows = self._dense(y, k1, y1, rec.h, ks, thetas, f1)
+        return y1, (ks[-1] if self.tableau.fsal else None), rows
+
     # -- the solve ------------------------------------------------------------------------
 
     def solve(
@@ -208,6 +292,9 @@ class RungeKutta(Solver):
         atol: float | None = None,
         n_steps: int | None = None,
         max_steps: int | None = None,
+        error_channels: Channels | None = None,
+        record_steps: bool = False,
+        step_grid: list[float] | None = None,
     ) -> Solution:
         """Integrate ``dy/dt = f(t, y)`` from ``t[0]``; the state at every time in ``t``.
 
@@ -216,6 +303,13 @@ class RungeKutta(Solver):
         ``n_steps`` (> 0) uniform steps; ``rtol``/``atol`` are ignored; ``max_steps`` (default
         none) stops early. Wrong arguments raise ``ValueError``; numerical failure returns a
         status.
+
+        Options for the gradient modes (:mod:`solvers.gradients`), all off by default at no
+        cost: ``error_channels`` (adaptive only) restricts the error norm to segments of the
+        flattened state (:data:`solvers.control.Channels`; a seminorm when segments are left
+        out); ``record_steps`` fills ``Solution.steps`` with the accepted steps and their
+        states; ``step_grid`` (fixed step only) gives the step times explicitly, from ``t[0]``
+        to ``t[-1]``, instead of ``n_steps`` uniform steps.
         """
         check_times(t)
         if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
@@ -234,6 +328,11 @@ class RungeKutta(Solver):
             return f(tt, yy.view(shape)).reshape(1, -1)
 
         out = OutputCollector(times, y, eps)
+        records: list[StepRecord] | None = [] if record_steps else None
+        if error_channels is not None and not self.adaptive:
+            raise ValueError(f"`error_channels` needs an adaptive solver; {self.name!r} is not")
+        if step_grid is not None and self.adaptive:
+            raise ValueError(f"`step_grid` needs a fixed-step solver; {self.name!r} is adaptive")
         if self.adaptive:
             rtol = DEFAULT_RTOL if rtol is None else float(rtol)
             atol = DEFAULT_ATOL if atol is None else float(atol)
@@ -242,16 +341,31 @@ class RungeKutta(Solver):
             if not (atol >= 0 and math.isfinite(atol)):
                 raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
             state_dim = shape[-1] if len(shape) else 1
+            channels = None
+            if error_channels is not None:
+                channels = check_channels(error_channels, y.shape[-1])
             result = self._adaptive(
-                fv, y, times, out, rtol, atol, max_steps or DEFAULT_MAX_STEPS, state_dim
+                fv,
+                y,
+                times,
+                out,
+                rtol,
+                atol,
+                max_steps or DEFAULT_MAX_STEPS,
+                state_dim,
+                channels,
+                records,
             )
+        elif step_grid is not None:
+            grid = check_step_grid(step_grid, times[0], times[-1])
+            result = self._fixed(fv, y, times, out, len(grid) - 1, max_steps, records, grid)
         else:
             if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
                 raise ValueError(
                     f"`n_steps` must be a positive int for the fixed-step solver {self.name!r}; "
                     f"got {n_steps!r}"
                 )
-            result = self._fixed(fv, y, times, out, n_steps, max_steps)
+            result = self._fixed(fv, y, times, out, n_steps, max_steps, records)
         status, message, n_acc, n_rej, t_reached = result
         ys = out.stack(y)
         if status == Status.OK and not bool(torch.isfinite(ys).all()):
@@ -271,6 +385,7 @@ class RungeKutta(Solver):
             n_rejected=n_rej,
             nfe=nfe,
             t_reached=t_reached,
+            steps=records,
         )
 
     def _emit(self, out, fv, t, y, k1, t1, y1, h, ks, pending):
@@ -279,14 +394,9 @@ class RungeKutta(Solver):
         if not interior:
             return None
         thetas = [th for _, th in interior]
-        if self.interpolation == "continuous":
-            out.put(interior, dense.continuous_extension(self.tableau, y, torch.cat(ks), h, thetas))
-        elif self.interpolation == "linear":
-            out.put(interior, dense.linear(y, y1, thetas))
-        elif self.tableau.fsal:
-            out.put(interior, dense.cubic_hermite(y, k1, y1, ks[-1], h, thetas))
-        else:  # needs f(t1, y1): the next step's first stage
-            return (interior, y, k1, y1, h, thetas)
+        if self.interpolation == "hermite" and not self.tableau.fsal:
+            return (interior, y, k1, y1, h, thetas)  # needs f(t1, y1): the next step's k1
+        out.put(interior, self._dense(y, k1, y1, h, ks, thetas, None))
         return None
 
     @staticmethod
@@ -294,20 +404,27 @@ class RungeKutta(Solver):
         interior, y, k1, y1, h, thetas = pending
         out.put(interior, dense.cubic_hermite(y, k1, y1, f1, h, thetas))
 
-    def _fixed(self, fv, y, times, out, n_steps, max_steps):
+    def _fixed(self, fv, y, times, out, n_steps, max_steps, records, grid=None):
         co = self._coefficients(y)
-        grid, h = fixed_grid(times[0], times[-1], n_steps)
+        uniform = grid is None
+        if uniform:
+            grid, h = fixed_grid(times[0], times[-1], n_steps)
         limit = n_steps if max_steps is None else min(n_steps, max_steps)
         fsal = self.tableau.fsal
         k1 = None
         pending = None
         for n in range(limit):
             tn = grid[n]
+            if not uniform:
+                h = grid[n + 1] - tn
+            carried = k1
             if k1 is None:
                 k1 = fv(tn, y)
                 if pending is not None:
                     self._resolve(out, pending, k1)
                     pending = None
+            if records is not None:
+                records.append(StepRecord(tn, h, grid[n + 1], y, carried))
             ks, y1 = self._stages(fv, tn, y, k1, h, co)
             pending = self._emit(out, fv, tn, y, k1, grid[n + 1], y1, h, ks, pending)
             y, k1 = y1, (ks[-1] if fsal else None)
@@ -319,7 +436,7 @@ class RungeKutta(Solver):
             return Status.MAX_STEPS, msg, limit, 0, t_end
         return Status.OK, "", limit, 0, t_end
 
-    def _adaptive(self, fv, y, times, out, rtol, atol, max_steps, state_dim):
+    def _adaptive(self, fv, y, times, out, rtol, atol, max_steps, state_dim, channels, records):
         co = self._coefficients(y)
         tab = self.tableau
         t, t_end = times[0], times[-1]
@@ -331,7 +448,8 @@ class RungeKutta(Solver):
         eps = out.eps
         k1 = fv(t, y)
         q_init = min(tab.order, (tab.error_order or tab.order)) + 1
-        h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim)
+        h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim, channels)
+        carried = None
         n_acc = n_rej = bad = 0
         pending = None
         status, message = Status.OK, ""
@@ -353,15 +471,18 @@ class RungeKutta(Solver):
             ks, y1 = self._stages(fv, t, y, k1, h, co)
             with torch.no_grad():
                 err_raw = torch.mm(co.e, torch.cat(ks))
-            err = error_norm(err_raw, h, y, y1, rtol, atol, state_dim)
+            err = error_norm(err_raw, h, y, y1, rtol, atol, state_dim, channels)
             accepted, h_new = ctrl.decide(err, h)
             if accepted:
                 n_acc += 1
                 bad = 0
                 t1 = t_end if last else t + h
+                if records is not None:
+                    records.append(StepRecord(t, h, t1, y, carried))
                 pending = self._emit(out, fv, t, y, k1, t1, y1, h, ks, pending)
                 t, y = t1, y1
                 k1 = ks[-1] if tab.fsal else None
+                carried = k1
                 if last:
                     break
             else:

@@ -1,0 +1,179 @@
+"""``adjoint`` and ``adjoint-seminorm``: the continuous adjoint, solved backwards in time.
+
+"Optimise-then-discretise" (Chen, Rubanova, Bettencourt, Duvenaud, "Neural ordinary
+differential equations", NeurIPS 2018, Algorithm 1; Pontryagin's adjoint). The forward pass
+solves without recording and keeps only ``ys`` (``ys[0]`` is ``y0``), ``t`` and the parameters
+(``ctx.save_for_backward``, so a saved-tensor probe counts them): memory does not grow with the
+steps; the backward pass holds one evaluation's graph of ``f`` at a time (for its VJP). The
+backward pass integrates, from each output time ``t_i`` back to ``t_{i-1}``, the augmented
+state ``z = [y, a, a_theta, a_t]``::
+
+    dy/dt       =  f(t, y)
+    da/dt       = -a^T df/dy          (a = dL/dy(t))
+    da_theta/dt = -a^T df/dtheta      (a_theta(t_0) = dL/dtheta)
+    da_t/dt     = -a^T df/dt          (only when t requires grad)
+
+with the *same* solver and tolerances as the forward solve. The three vector-Jacobian products
+come from one call of ``f`` with ``y.detach().requires_grad_()`` and one
+``torch.autograd.grad`` (so every backward evaluation is one call of the ``f`` passed in, which
+the harness's counter sees). At each output time the solve restarts from the stored ``ys[i-1]``
+(not the backward-integrated ``y``, which drifts) and adds ``dL/dy(t_{i-1})`` to ``a``. The time
+gradients: ``dL/dt_i = <dL/dy(t_i), f(t_i, y_i)>`` (one more call of ``f`` each), subtracted
+from ``a_t`` on the way, whose final value is ``dL/dt_0``.
+
+The gradient is that of the exact solution, computed to the solver's tolerance; it differs from
+backprop's (the gradient of the discrete solution) by an amount that shrinks with the tolerance.
+
+Error control of the backward solves (adaptive solvers): a *mixed* norm, the worst of the RMS
+norms of the channels (as torchdiffeq's ``_mixed_norm``), with ``y`` and ``a`` measured per
+trajectory of a batch like the forward solve (``state_dim = y0.shape[-1]``), the parameter
+gradient as one channel per parameter tensor (a weight matrix, a bias), ``a_t`` as one.
+``adjoint-seminorm`` drops the ``a_theta`` and ``a_t`` channels from the norm: they never
+feed back into the dynamics, so their local error does not propagate and need not limit the
+step (Kidger, Chen, Lyons, "Hey, that's not an ODE: faster ODE adjoints via seminorms", ICML
+2021). With many parameters the ``a_theta`` channels can be what limits the plain adjoint's
+steps, and the seminorm then saves backward steps; where ``y`` and ``a`` limit them (fast
+dynamics), it saves little.
+
+Fixed-step solvers (euler, rk4) step backwards on the *reversed forward grid*: the backward
+solve over ``[t_{i-1}, t_i]`` steps through the forward grid points strictly inside it (plus
+the two ends), so ``n_steps`` means the same thing both ways: the same ``n_steps`` uniform steps
+over the whole span, walked in reverse. When the output times lie on the grid the backward steps
+are exactly the forward steps reversed. This is still the continuous adjoint discretised, not
+backprop's discrete adjoint: each backward step evaluates the Jacobian at the backward
+reconstruction of ``y``, so for Euler (order 1) the two gradients differ by O(h), for RK4 by
+O(h^4). A plugin fixed-step solver without ``step_grid`` gets
+``max(1, round(n_steps * |t_i - t_{i-1}| / |t_N - t_0|))`` uniform steps per interval.
+``adjoint-seminorm`` equals ``adjoint`` for fixed-step solvers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from solvers.base import Solution
+from solvers.gradients.common import Run, accepts
+from solvers.rk import fixed_grid
+
+
+def _interval_grid(forward: list[float], a: float, b: float, eps: float) -> list[float]:
+    """The forward grid points strictly between ``a`` and ``b``, with the ends, from a to b."""
+    lo, hi = min(a, b), max(a, b)
+    tol = 8.0 * eps * max(abs(lo), abs(hi), hi - lo)
+    pts = [lo] + [x for x in forward if lo + tol < x < hi - tol] + [hi]
+    pts = sorted(set(pts))
+    pts[0], pts[-1] = lo, hi
+    return pts[::-1] if a > b else pts
+
+
+class _Adjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx, run: Run, seminorm: bool, y0: torch.Tensor, t: torch.Tensor, *params: torch.Tensor
+    ) -> torch.Tensor:
+        sol = run.solve(run.f, y0, t)
+        run.solution = sol
+        ctx.run = run
+        ctx.seminorm = seminorm
+        ctx.save_for_backward(sol.ys, t, *params)
+        return sol.ys
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        run: Run = ctx.run
+        ys, t, *params = ctx.saved_tensors
+        need_t = bool(ctx.needs_input_grad[3])
+        shape = ys.shape[1:]
+        n = ys[0].numel()
+        d = shape[-1] if len(shape) else 1
+        sizes = [p.numel() for p in params]
+        n_p = sum(sizes)
+        times = [float(x) for x in t.tolist()]
+        f = run.f
+        like = ys
+        stats = run.backward
+
+        def aug(tt: float, z: torch.Tensor) -> torch.Tensor:
+            y = z[:n].view(shape)
+            a = z[n : 2 * n].view(shape)
+            with torch.enable_grad():
+                yv = y.detach().requires_grad_(True)
+                tv = (
+                    torch.tensor(tt, dtype=like.dtype, device=like.device, requires_grad=True)
+                    if need_t
+                    else tt
+                )
+                fy = f(tv, yv)
+                inputs = (yv, *params, tv) if need_t else (yv, *params)
+                vjps = torch.autograd.grad(fy, inputs, -a, allow_unused=True)
+            parts = [fy.detach().reshape(-1)]
+            for v, ref in zip(vjps, inputs, strict=True):
+                parts.append(torch.zeros_like(ref).reshape(-1) if v is None else v.reshape(-1))
+            return torch.cat(parts)
+
+        extra: dict = {}
+        adaptive = run.solver.adaptive
+        if adaptive:
+            channels = [(0, n, d), (n, 2 * n, d)]
+            if not ctx.seminorm:
+                for o, size in zip(_offsets(sizes), sizes, strict=True):
+                    channels.append((2 * n + o, 2 * n + o + size, size))
+                if need_t:
+                    channels.append((2 * n + n_p, 2 * n + n_p + 1, 1))
+            extra["error_channels"] = channels
+        kwargs = dict(run.solve_kwargs)
+        n_steps = kwargs.pop("n_steps", None)
+        forward_grid = None
+        if not adaptive and n_steps is not None:
+            forward_grid, _ = fixed_grid(times[0], times[-1], n_steps)
+        use_grid = not adaptive and accepts(run.solver, "step_grid")
+        eps = torch.finfo(like.dtype).eps
+
+        a = g[-1].reshape(-1)
+        a_p = torch.zeros(n_p, dtype=like.dtype, device=like.device)
+        a_t = torch.zeros(1, dtype=like.dtype, device=like.device)
+        grad_t = torch.zeros_like(t) if need_t else None
+        for i in range(len(times) - 1, 0, -1):
+            if need_t:
+                d_ti = (g[i] * f(times[i], ys[i])).sum()
+                grad_t[i] = d_ti
+                a_t = a_t - d_ti
+            parts = [ys[i].reshape(-1), a, a_p] + ([a_t] if need_t else [])
+            z = torch.cat(parts)
+            pair = torch.tensor([times[i], times[i - 1]], dtype=t.dtype, device=t.device)
+            step_kw: dict = {}
+            if not adaptive:
+                if use_grid and forward_grid is not None:
+                    step_kw["step_grid"] = _interval_grid(forward_grid, times[i], times[i - 1], eps)
+                elif n_steps is not None:
+                    frac = abs(times[i] - times[i - 1]) / abs(times[-1] - times[0])
+                    step_kw["n_steps"] = max(1, round(n_steps * frac))
+            sol: Solution = run.solver.solve(aug, z, pair, **kwargs, **extra, **step_kw)
+            stats.add(sol)
+            zf = sol.ys[-1]
+            a = zf[n : 2 * n] + g[i - 1].reshape(-1)
+            a_p = zf[2 * n : 2 * n + n_p]
+            if need_t:
+                a_t = zf[2 * n + n_p :]
+        if need_t:
+            grad_t[0] = a_t[0]
+        stats.done = True
+        grads_p = [
+            a_p[o : o + s].view_as(p)
+            for o, s, p in zip(_offsets(sizes), sizes, params, strict=True)
+        ]
+        return (None, None, a.view(shape), grad_t, *grads_p)
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out, acc = [], 0
+    for s in sizes:
+        out.append(acc)
+        acc += s
+    return out
+
+
+def solve(run: Run, y0: torch.Tensor, *, seminorm: bool) -> tuple[torch.Tensor, Solution]:
+    """The adjoint solve: ``ys`` differentiable w.r.t. ``y0``, ``run.t`` and ``run.params``."""
+    ys = _Adjoint.apply(run, seminorm, y0, run.t, *run.params)
+    return ys, run.solution  # type: ignore[return-value]

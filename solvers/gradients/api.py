@@ -1,0 +1,76 @@
+"""The one entry point: a differentiable solve in any gradient mode, for any torch solver.
+
+::
+
+    gs = odeint(solver, f, y0, t, mode="adjoint", rtol=1e-6, atol=1e-8)
+    loss = loss_fn(gs.ys)
+    grads = torch.autograd.grad(loss, (y0, *f.parameters()))
+    gs.solution.nfe, gs.backward.nfe   # the solver's own counts, forward and backward
+
+Every call of ``f`` in the forward *and* the backward pass goes through the ``f`` passed in
+(adjoint: one call per augmented evaluation, its vector-Jacobian product by autograd on that
+call's graph; checkpoint: the replayed steps; time gradients: one call per output time), so a
+counting wrapper around ``f`` counts forward and backward evaluations if it is reset between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from solvers.base import RHS, GradMode, Solver
+from solvers.gradients import adjoint, backprop, checkpoint
+from solvers.gradients.common import GradSolve, Run, check_mode, parameters_of
+
+
+def odeint(
+    solver: Solver,
+    f: RHS,
+    y0: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    mode: GradMode | str = GradMode.BACKPROP,
+    params: Sequence[torch.Tensor] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    n_steps: int | None = None,
+    max_steps: int | None = None,
+) -> GradSolve:
+    """Solve ``dy/dt = f(t, y)`` at the times ``t`` so that ``ys`` can be differentiated.
+
+    ``mode``: a :class:`GradMode` (or its value); refused up front by :func:`check_mode` if the
+    solver cannot do it. ``params``: the tensors ``f`` depends on that gradients are wanted for
+    (default ``f.parameters()`` when ``f`` has them; those not requiring grad are skipped). The
+    adjoint needs them explicitly, since its backward pass computes their gradient itself;
+    the other modes let autograd find them. ``rtol``/``atol``/``n_steps``/``max_steps`` go to
+    ``solver.solve`` in the forward pass and, for the adjoint, the backward solves too.
+
+    ``ys`` is differentiable w.r.t. ``y0``, the parameters and ``t`` (when they require grad).
+    ``mode="none"`` solves under ``no_grad``.
+    """
+    m = check_mode(solver, mode)
+    if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
+        raise ValueError("`y0` must be a floating-point torch.Tensor")
+    if not isinstance(t, torch.Tensor):
+        raise ValueError("`t` must be a torch.Tensor of output times")
+    kwargs = {"rtol": rtol, "atol": atol, "n_steps": n_steps, "max_steps": max_steps}
+    run = Run(solver, f, t, kwargs, parameters_of(f, params))
+    if m == GradMode.NONE:
+        with torch.no_grad():
+            sol = run.solve(f, y0, t)
+        run.backward.done = True
+        return GradSolve(sol.ys, sol, m, run.backward)
+    if m == GradMode.BACKPROP:
+        ys, sol = backprop.solve(run, y0)
+        if ys.requires_grad:  # autograd replays the graph; note when it gets there
+            ys.register_hook(lambda g: _mark_done(run))
+    elif m == GradMode.CHECKPOINT:
+        ys, sol = checkpoint.solve(run, y0)
+    else:
+        ys, sol = adjoint.solve(run, y0, seminorm=m == GradMode.ADJOINT_SEMINORM)
+    return GradSolve(ys, sol, m, run.backward)
+
+
+def _mark_done(run: Run) -> None:
+    run.backward.done = True
