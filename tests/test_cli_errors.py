@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from cli_runner import run_cli
 
 
 def _fails_with(proc, *fragments):

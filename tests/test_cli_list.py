@@ -3,7 +3,7 @@ through --plugin and through entry points."""
 
 from __future__ import annotations
 
-from conftest import EXAMPLES, run_cli
+from cli_runner import EXAMPLES, run_cli
 
 
 def test_list_shows_builtins_with_kind_and_source():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import EXAMPLES, REPO, run_cli
+from cli_runner import EXAMPLES, REPO, run_cli
 
 from harness.results import load_run
 
