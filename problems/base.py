@@ -49,8 +49,20 @@ class Problem:
     description: str = ""
     citation: str = ""
     max_steps: int | None = None  # a budget for explicit solvers, where the problem needs one
+    # the loss a gradient case differentiates, ys [len(t), *y0.shape] -> scalar; None: sum_sq
+    loss: Callable | None = None
     extra: dict = field(default_factory=dict)
+
+    def loss_of(self, ys: torch.Tensor) -> torch.Tensor:
+        """The problem's loss of a solution; by default the sum of squares of the solution at
+        the output times (what a gradient case differentiates)."""
+        return self.loss(ys) if self.loss is not None else sum_of_squares(ys)
 
     @property
     def dim(self) -> int:
         return int(self.y0.numel())
+
+
+def sum_of_squares(ys: torch.Tensor) -> torch.Tensor:
+    """The default loss: the sum of squares of the solution at every output time."""
+    return (ys * ys).sum()
