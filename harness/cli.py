@@ -33,7 +33,16 @@ from harness.results import (
     write_csv,
     write_meta,
 )
-from harness.suite import BUILTIN_SUITES, Suite, SuiteError, expand, load_suite, override
+from harness.suite import (
+    BUILTIN_SUITES,
+    GRAD_MODES,
+    Filters,
+    Suite,
+    SuiteError,
+    expand,
+    load_suite,
+    override,
+)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -131,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", type=_names, dest="devices", help="cpu, cuda, cuda:N (list)")
     r.add_argument("--dtype", type=_names, dest="dtypes", help="float32, float64 (list)")
     r.add_argument("--batch", type=_positive_ints, help="batch sizes, e.g. 1,1000")
+    r.add_argument("--grad", type=_names, dest="grad_modes",
+                   help="gradient modes: none (a plain solve), " + ", ".join(GRAD_MODES)
+                   + " (list; default: the suite's)")
     r.add_argument("--max-steps", type=_checked(_positive_int, "a positive integer"),
                    help="step budget for adaptive solvers (default: the problem's)")
     r.add_argument("--min-time", type=_checked(_positive_float, "a positive number"),
@@ -306,6 +318,7 @@ def _suite_from_args(args: argparse.Namespace, stored: dict | None) -> Suite:
         devices=args.devices,
         dtypes=args.dtypes,
         batch=args.batch,
+        grad_modes=args.grad_modes,
         max_steps=args.max_steps,
         min_time=args.min_time,
         case_timeout=args.case_timeout,
@@ -327,9 +340,11 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     suite = _suite_from_args(args, stored_meta["suite"] if stored_meta else None)
     problem_tags, problem_info, p_notes = _problem_table()
-    plan = expand(suite, problem_tags)
-    for note in p_notes:
-        print(f"warning: {note}", file=sys.stderr)
+    filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
+                      grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes)
+    plan = expand(suite, problem_tags, filters)
+    for note in p_notes + plan.notes:
+        print(f"note: {note}", file=sys.stderr)
 
     run_dir = args.out or Path("runs") / _new_run_id(suite)
     if run_dir.exists() and read_rows(run_dir) and not args.resume:
@@ -349,6 +364,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         run_id=run_dir.name,
         command="python -m harness " + " ".join(shlex.quote(a) for a in argv),
         suite=dataclasses.asdict(suite),
+        suite_parts={k: dataclasses.asdict(v) for k, v in plan.parts.items()},
         plugins=list(args.plugin),
         seed=args.seed,
         environment=capture(),

@@ -72,7 +72,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_saved_bytes", "Int64", "bytes", "bytes autograd saves for backward"),
     Column("mem_cuda_peak_bytes", "Int64", "bytes", "peak CUDA memory of the case"),
     Column("rss_peak_bytes", "Int64", "bytes", "peak resident set size of the process"),
-    Column("grad_rel_err", "float64", "", "relative error of the gradient against a reference"),
+    Column("grad_rel_err", "float64", "", "relative error of (dL/dy0, dL/dtheta) against the "
+           "reference gradient"),
+    Column("grad_rel_err_y0", "float64", "", "relative error of dL/dy0 alone"),
+    Column("grad_rel_err_theta", "float64", "", "relative error of dL/dtheta alone"),
+    Column("grad_rel_diff_backprop", "float64", "", "relative difference of the gradient from "
+           "the backprop gradient of the same solver and setting (mode disagreement)"),
+    Column("grad_ref_provenance", "string", "", "how the reference gradient was computed"),
+    Column("loss", "float64", "", "the loss the gradient is of"),
+    Column("n_params", "Int64", "", "number of parameters of f differentiated"),
+    Column("n_steps_backward", "Int64", "steps", "attempted steps of the backward solves"),
+    Column("n_rejected_backward", "Int64", "steps", "rejected steps of the backward solves"),
+    Column("status_backward", "string", "", "status of the backward pass"),
+    Column("time_forward_median_s", "float64", "s", "median wall time of the forward pass"),
+    Column("time_backward_median_s", "float64", "s", "median wall time of the backward pass"),
     Column("started_at", "string", "", "ISO time the case started"),
     Column("wall_s", "float64", "s", "wall time of the whole case, measurement included"),
 )

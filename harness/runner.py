@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import signal
+import statistics
 import threading
 import time
 import traceback
@@ -143,6 +144,8 @@ def run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]
 
 
 def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]:
+    if case.kind == "gradient":
+        return _run_gradient_case(case, problems, suite)
     solver = registry.make_solver(case.solver)
     problem = problems.get(case.problem, case.dtype, case.device)
     row = _base_row(case)
@@ -227,6 +230,189 @@ def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any
         rss_peak_bytes=rss_peak_bytes(),
     )
     return row
+
+
+class GradientCache:
+    """Per run: the reference gradient of each (problem, batch), and the backprop gradient of
+    each solver and setting, against which the other modes' disagreement is measured."""
+
+    def __init__(self) -> None:
+        self.reference: dict[tuple[str, int], Any] = {}
+        self.backprop: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def reference_for(self, case: Case, problems: ProblemCache):
+        key = (case.problem, case.batch)
+        if key not in self.reference:
+            from solvers.gradients import reference_gradient
+
+            prob = problems.get(case.problem, "float64", "cpu")
+            y0 = _batched(prob.y0, case.batch)
+            try:
+                self.reference[key] = reference_gradient(prob.f, y0, prob.t, prob.loss_of)
+            except Exception as exc:
+                self.reference[key] = exc
+        ref = self.reference[key]
+        if isinstance(ref, Exception):
+            raise RuntimeError(f"the reference gradient failed: {type(ref).__name__}: {ref}")
+        return ref
+
+    @staticmethod
+    def backprop_key(case: Case) -> tuple:
+        return (case.problem, case.solver, case.rtol, case.atol, case.n_steps, case.dtype,
+                case.device, case.batch)
+
+
+_GRADIENTS = GradientCache()
+
+
+def _batched(y0: torch.Tensor, batch: int) -> torch.Tensor:
+    return y0.expand(batch, *y0.shape).clone() if batch > 1 else y0.clone()
+
+
+def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]:
+    """Forward solve and gradient of the problem's loss w.r.t. y0 and f's parameters.
+
+    One untimed pass under the saved-bytes probe measures memory, NFE (forward and backward
+    separately, from the counting wrapper, reset between them) and the gradient's accuracy;
+    then forward+backward is timed, with each half's time recorded too.
+    """
+    from harness.measure.saved import SavedBytes
+    from solvers.gradients import check_mode, grad_rel_err, odeint
+
+    solver = registry.make_solver(case.solver)
+    mode = check_mode(solver, case.grad_mode)
+    problem = problems.get(case.problem, case.dtype, case.device)
+    ref = _GRADIENTS.reference_for(case, problems)
+    row = _base_row(case)
+    row.update(
+        solver_kind=solver.kind,
+        order=solver.order,
+        adaptive=solver.adaptive,
+        ref_kind=str(problem.reference.kind),
+        ref_provenance=problem.reference.provenance,
+        grad_ref_provenance=ref.provenance,
+    )
+    f = CountingRHS(problem.f)
+    params = tuple(p for p in f.parameters() if p.requires_grad)
+    y0 = _batched(problem.y0, case.batch).requires_grad_(True)
+    kwargs = solve_kwargs(case, solver, problem)
+    cuda = torch.device(case.device).type == "cuda"
+    fwd_times: list[float] = []
+    bwd_times: list[float] = []
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(case.device)
+
+    def forward_backward():
+        w0 = time.perf_counter()
+        gs = odeint(solver, f, y0, problem.t, mode=mode, params=params, **kwargs)
+        loss = problem.loss_of(gs.ys)
+        sync()
+        w1 = time.perf_counter()
+        grads = torch.autograd.grad(loss, (y0, *params), allow_unused=True)
+        sync()
+        fwd_times.append(w1 - w0)
+        bwd_times.append(time.perf_counter() - w1)
+        return gs, loss, grads
+
+    cuda_peak_reset(case.device)
+    f.reset()
+    with SavedBytes() as probe:
+        w0 = time.perf_counter()
+        c0 = time.process_time()
+        gs = odeint(solver, f, y0, problem.t, mode=mode, params=params, **kwargs)
+        nfe = f.calls
+        loss = problem.loss_of(gs.ys)
+        f.reset()
+        grads = torch.autograd.grad(loss, (y0, *params), allow_unused=True)
+        sync()
+        nfe_backward = f.calls
+        first = Timing(wall=[time.perf_counter() - w0], cpu=[time.process_time() - c0])
+    mem_cuda = cuda_peak_bytes(case.device)
+    sol = gs.solution
+    status, message = Status(sol.status), sol.message or ""
+    back = gs.backward
+    if status is Status.OK and back.status != Status.OK:
+        status, message = Status(back.status), f"backward pass: {back.message}"
+    finite = all(g is None or bool(torch.isfinite(g).all()) for g in grads)
+    if status is Status.OK and not finite:
+        status, message = Status.NONFINITE, "the gradient has inf/NaN entries"
+
+    ys = gs.ys.detach().to("cpu", torch.float64).numpy()
+    ref_ys = problem.reference.ys if case.batch == 1 else np.expand_dims(problem.reference.ys, 1)
+    acc = (
+        measure_accuracy(ys, ref_ys, atol=problem.atol, rtol=problem.rtol)
+        if status is Status.OK
+        else Accuracy.failed()
+    )
+    nan = float("nan")
+    g64 = tuple(None if g is None else g.detach().to("cpu", torch.float64) for g in grads)
+    if status is Status.OK:
+        err_all = grad_rel_err(g64, (ref.y0, *ref.params))
+        err_y0 = grad_rel_err(g64[:1], (ref.y0,))
+        err_theta = grad_rel_err(g64[1:], ref.params) if params else nan
+        key = GradientCache.backprop_key(case)
+        if mode == "backprop":
+            _GRADIENTS.backprop[key] = g64
+        bp = _GRADIENTS.backprop.get(key)
+        diff = grad_rel_err(g64, bp) if bp is not None else nan
+    else:
+        err_all = err_y0 = err_theta = diff = nan
+
+    timing = first
+    if status is Status.OK:
+        fwd_times.clear()
+        bwd_times.clear()
+        timing = time_call(
+            forward_backward,
+            device=case.device,
+            warmup=suite.warmup,
+            min_time=suite.min_time,
+            min_repeats=suite.min_repeats,
+            max_time=suite.max_time,
+        )
+    row.update(
+        status=str(status),
+        message=message,
+        nfe=nfe,
+        nfe_solver=sol.nfe,
+        nfe_backward=nfe_backward,
+        n_steps=sol.n_steps,
+        n_accepted=sol.n_accepted,
+        n_rejected=sol.n_rejected,
+        n_steps_backward=back.n_steps,
+        n_rejected_backward=back.n_rejected,
+        status_backward=str(back.status),
+        t_reached=sol.t_reached,
+        err_max=acc.err_max,
+        err_final=acc.err_final,
+        err_rms_scaled=acc.err_rms_scaled,
+        scd=acc.scd,
+        mescd=acc.mescd,
+        loss=float(loss.detach()),
+        n_params=sum(p.numel() for p in params),
+        grad_rel_err=err_all,
+        grad_rel_err_y0=err_y0,
+        grad_rel_err_theta=err_theta,
+        grad_rel_diff_backprop=diff,
+        time_median_s=timing.median,
+        time_iqr_s=timing.iqr,
+        time_min_s=timing.minimum,
+        cpu_median_s=timing.cpu_median,
+        repeats=timing.repeats,
+        time_samples_s=[round(x, 9) for x in timing.wall],
+        time_forward_median_s=_median(fwd_times),
+        time_backward_median_s=_median(bwd_times),
+        mem_saved_bytes=probe.peak_bytes,
+        mem_cuda_peak_bytes=mem_cuda,
+        rss_peak_bytes=rss_peak_bytes(),
+    )
+    return row
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 @dataclass

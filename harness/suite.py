@@ -43,6 +43,8 @@ class Suite:
     dtypes: tuple[str, ...] = ("float64",)
     batch: tuple[int, ...] = (1,)
     max_steps: int | None = None  # None: the problem's budget, else the solver's default
+    grad_modes: tuple[str, ...] = ("none",)  # "none": a plain solve; else gradient cases
+    include: tuple[str, ...] = ()  # built-in suites whose cases are added (filtered by the CLI)
     warmup: int = 0  # the untimed accuracy solve already warms each case up
     min_time: float = 0.05
     min_repeats: int = 3
@@ -51,11 +53,37 @@ class Suite:
     source: str = "built-in"
 
 
+GRAD_MODES = ("backprop", "adjoint", "adjoint-seminorm", "checkpoint")
+
 BUILTIN_SUITES: dict[str, Suite] = {
     "default": Suite(
         name="default",
-        source="built-in suite 'default': every problem and solver, tolerances 1e-3..1e-10, "
-        "steps 16..2048",
+        rtol=(1e-3, 1e-6, 1e-9),
+        steps=(32, 64, 128, 256, 512),
+        min_time=0.02,
+        max_time=0.25,
+        include=("gradients",),
+        source="built-in suite 'default': every problem and solver at tolerances 1e-3, 1e-6, "
+        "1e-9 and 32..512 fixed steps, plus the 'gradients' suite",
+    ),
+    "full": Suite(
+        name="full",
+        include=("gradients",),
+        source="built-in suite 'full': every problem and solver at tolerances 1e-3..1e-10 and "
+        "16..2048 fixed steps, plus the 'gradients' suite",
+    ),
+    "gradients": Suite(
+        name="gradients",
+        problems=("mlp",),
+        solvers=("rk4", "dopri5"),
+        rtol=(1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+        steps=(10, 100, 1000, 10000),
+        batch=(16,),
+        grad_modes=GRAD_MODES,
+        min_time=0.02,
+        max_time=0.25,
+        source="built-in suite 'gradients': backprop, adjoint, adjoint-seminorm and checkpoint "
+        "on a learned field: rk4 at 10..10000 steps, dopri5 at tolerances 1e-3..1e-8",
     ),
     "quick": Suite(
         name="quick",
@@ -74,6 +102,7 @@ BUILTIN_SUITES: dict[str, Suite] = {
 _TOML_KEYS = {
     "name": str, "problems": list, "solvers": list, "tags": list, "rtol": list, "atol": list,
     "steps": list, "devices": list, "dtypes": list, "batch": list, "max_steps": int,
+    "grad_modes": list, "include": list,
     "warmup": int, "min_time": float, "min_repeats": int, "max_time": float,
     "case_timeout": float,
 }
@@ -150,8 +179,10 @@ class Case:
         """Derived from the settings only, so the same case has the same id in every run."""
         if self.n_steps is not None:
             setting = f"n={self.n_steps}"
-        else:
+        elif self.rtol is not None:
             setting = f"rtol={self.rtol:.0e},atol={self.atol:.0e}"
+        else:
+            setting = "default"
         return (
             f"{self.kind}/{self.problem}/{self.solver}/{setting}/"
             f"{self.grad_mode}/{self.dtype}/{self.device}/b{self.batch}"
@@ -159,9 +190,12 @@ class Case:
 
     @property
     def setting(self) -> str:
+        mode = "" if self.grad_mode == "none" else f" [{self.grad_mode}]"
         if self.n_steps is not None:
-            return f"n_steps={self.n_steps}"
-        return f"rtol={self.rtol:g} atol={self.atol:g}"
+            return f"n_steps={self.n_steps}{mode}"
+        if self.rtol is not None:
+            return f"rtol={self.rtol:g} atol={self.atol:g}{mode}"
+        return "default" + mode
 
 
 @dataclass
@@ -171,6 +205,7 @@ class Plan:
     problems: list[str]
     solvers: list[str]
     notes: list[str] = field(default_factory=list)
+    parts: dict[str, Suite] = field(default_factory=dict)  # included suites, as narrowed
 
 
 def _check_names(kind: str, given: Iterable[str], valid: list[str]) -> None:
@@ -225,11 +260,96 @@ def tolerance_pairs(suite: Suite) -> list[tuple[float, float]]:
     )
 
 
-def expand(suite: Suite, problem_tags: dict[str, frozenset[str]]) -> Plan:
-    """Check the suite against the registries and expand it into cases.
+@dataclass(frozen=True)
+class Filters:
+    """What the command line narrows an included suite to (its own design stays as it is)."""
+
+    solvers: tuple[str, ...] | None = None
+    problems: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    grad_modes: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+
+
+def _narrow(given: tuple[str, ...] | None, keep: tuple[str, ...] | None) -> tuple | None:
+    if keep is None:
+        return given
+    return tuple(keep) if given is None else tuple(x for x in given if x in keep)
+
+
+def expand(
+    suite: Suite, problem_tags: dict[str, frozenset[str]], filters: Filters | None = None
+) -> Plan:
+    """Check the suite against the registries and expand it, and its includes, into cases.
 
     ``problem_tags`` maps each registered problem to its tags (the caller builds the problems).
+    ``filters`` (the command line's selection) narrows the included suites: their solvers,
+    problems and gradient modes are intersected with it, devices and dtypes replaced.
     """
+    plan = _expand_one(suite, problem_tags)
+    seen = {c.case_id for c in plan.cases}
+    filters = filters or Filters()
+    for name in suite.include:
+        if name not in BUILTIN_SUITES or name == suite.name:
+            raise SuiteError(
+                f"suite {suite.name!r} includes {name!r}; built-in suites: "
+                f"{', '.join(n for n in BUILTIN_SUITES if n != suite.name)}"
+            )
+        inc = BUILTIN_SUITES[name]
+        narrowed = dataclasses.replace(
+            inc,
+            solvers=_narrow(inc.solvers, filters.solvers),
+            problems=_narrow(inc.problems, filters.problems),
+            tags=filters.tags,
+            grad_modes=_narrow(inc.grad_modes, filters.grad_modes),
+            devices=filters.devices or inc.devices,
+            dtypes=filters.dtypes or inc.dtypes,
+            include=(),
+        )
+        if not narrowed.solvers or not narrowed.problems or not narrowed.grad_modes:
+            continue
+        part = _expand_one(narrowed, problem_tags, quiet_empty=True)
+        plan.notes.extend(part.notes)
+        for case in part.cases:
+            if case.case_id not in seen:
+                seen.add(case.case_id)
+                plan.cases.append(case)
+                if case.problem not in plan.problems:
+                    plan.problems.append(case.problem)
+                if case.solver not in plan.solvers:
+                    plan.solvers.append(case.solver)
+        plan.parts[name] = narrowed
+    if not plan.cases:
+        raise SuiteError("the selection leaves no case to run")
+    return plan
+
+
+def _check_grad_modes(modes: Iterable[str]) -> None:
+    _check_names("gradient mode", modes, ["none", *GRAD_MODES])
+
+
+def _modes_for(solver, suite: Suite, explicit: bool, notes: list[str]) -> list[str]:
+    """The suite's gradient modes this solver can do. With solvers named explicitly, a mode a
+    solver cannot do is refused; with every solver selected, it is skipped with a note."""
+    from solvers.gradients import check_mode
+
+    modes = []
+    for mode in suite.grad_modes:
+        try:
+            check_mode(solver, mode)
+        except ValueError as exc:
+            if explicit:
+                raise SuiteError(str(exc)) from None
+            notes.append(f"skipped: {exc}")
+            continue
+        modes.append(mode)
+    return modes
+
+
+def _expand_one(
+    suite: Suite, problem_tags: dict[str, frozenset[str]], quiet_empty: bool = False
+) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
     if suite.solvers is not None:
@@ -239,6 +359,7 @@ def expand(suite: Suite, problem_tags: dict[str, frozenset[str]]) -> Plan:
     all_tags = sorted(set().union(*problem_tags.values())) if problem_tags else []
     if suite.tags is not None:
         _check_names("tag", suite.tags, all_tags)
+    _check_grad_modes(suite.grad_modes)
     pairs = tolerance_pairs(suite)
     for s in suite.steps:
         if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
@@ -255,24 +376,35 @@ def expand(suite: Suite, problem_tags: dict[str, frozenset[str]]) -> Plan:
     problems = list(suite.problems) if suite.problems is not None else valid_problems
     if suite.tags is not None:
         problems = [p for p in problems if problem_tags[p] & set(suite.tags)]
-        if not problems:
+        if not problems and not quiet_empty:
             raise SuiteError(f"no selected problem has any of the tags {', '.join(suite.tags)}")
     solvers = list(suite.solvers) if suite.solvers is not None else valid_solvers
 
     cases: list[Case] = []
-    for p in problems:
-        for s in solvers:
+    notes: list[str] = []
+    for s in solvers:
+        try:
             solver = registry.make_solver(s)
-            for device in suite.devices:
-                for dtype in suite.dtypes:
-                    for b in suite.batch:
-                        common = dict(problem=p, solver=s, device=device, dtype=dtype, batch=b)
-                        if solver.adaptive:
-                            for r, a in pairs:
-                                cases.append(
-                                    Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
-                                )
-                        else:
-                            for n in suite.steps:
-                                cases.append(Case(**common, n_steps=n))
-    return Plan(suite=suite, cases=cases, problems=problems, solvers=solvers)
+        except Exception as exc:  # a broken plugin: one error row per problem, the run goes on
+            notes.append(f"solver {s!r} failed to construct: {type(exc).__name__}: {exc}")
+            cases.extend(Case(problem=p, solver=s) for p in problems)
+            continue
+        modes = _modes_for(solver, suite, suite.solvers is not None, notes)
+        for p in problems:
+            for mode in modes:
+                kind = "solve" if mode == "none" else "gradient"
+                for device in suite.devices:
+                    for dtype in suite.dtypes:
+                        for b in suite.batch:
+                            common = dict(problem=p, solver=s, device=device, dtype=dtype,
+                                          batch=b, grad_mode=mode, kind=kind)
+                            if solver.adaptive:
+                                for r, a in pairs:
+                                    cases.append(
+                                        Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
+                                    )
+                            else:
+                                for n in suite.steps:
+                                    cases.append(Case(**common, n_steps=n))
+    cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
+    return Plan(suite=suite, cases=cases, problems=problems, solvers=solvers, notes=notes)
