@@ -287,9 +287,12 @@ def expand(
     ``filters`` (the command line's selection) narrows the included suites: their solvers,
     problems and gradient modes are intersected with it, devices and dtypes replaced.
     """
-    plan = _expand_one(suite, problem_tags)
-    seen = {c.case_id for c in plan.cases}
     filters = filters or Filters()
+    # Solvers the user named (on the command line or in a suite file) must do the gradient
+    # modes asked for; of a built-in suite's solvers, those that cannot are skipped.
+    named = filters.solvers is not None or not suite.source.startswith("built-in")
+    plan = _expand_one(suite, problem_tags, strict_modes=named)
+    seen = {c.case_id for c in plan.cases}
     for name in suite.include:
         if name not in BUILTIN_SUITES or name == suite.name:
             raise SuiteError(
@@ -330,8 +333,8 @@ def _check_grad_modes(modes: Iterable[str]) -> None:
 
 
 def _modes_for(solver, suite: Suite, explicit: bool, notes: list[str]) -> list[str]:
-    """The suite's gradient modes this solver can do. With solvers named explicitly, a mode a
-    solver cannot do is refused; with every solver selected, it is skipped with a note."""
+    """The suite's gradient modes this solver can do. With solvers the user named, a mode a
+    solver cannot do is refused; otherwise it is skipped with a note."""
     from solvers.gradients import check_mode
 
     modes = []
@@ -348,7 +351,10 @@ def _modes_for(solver, suite: Suite, explicit: bool, notes: list[str]) -> list[s
 
 
 def _expand_one(
-    suite: Suite, problem_tags: dict[str, frozenset[str]], quiet_empty: bool = False
+    suite: Suite,
+    problem_tags: dict[str, frozenset[str]],
+    quiet_empty: bool = False,
+    strict_modes: bool = False,
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
@@ -389,7 +395,7 @@ def _expand_one(
             notes.append(f"solver {s!r} failed to construct: {type(exc).__name__}: {exc}")
             cases.extend(Case(problem=p, solver=s) for p in problems)
             continue
-        modes = _modes_for(solver, suite, suite.solvers is not None, notes)
+        modes = _modes_for(solver, suite, strict_modes, notes)
         for p in problems:
             for mode in modes:
                 kind = "solve" if mode == "none" else "gradient"
