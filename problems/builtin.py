@@ -1,9 +1,19 @@
 """Import the built-in problem families so that their ``@register_problem`` decorators run.
 
 One module per family; a new family is a new module here. Imported once by
-``harness.registry.load_builtins`` (the module cache makes a second import a no-op).
+``harness.registry.load_builtins`` (the module cache makes a second import a no-op). Each family
+may list ``COMPUTED`` (stored references, ``python -m problems.make_references``) and ``CHECKS``
+(how ``python -m harness.refs --check`` verifies its references).
 """
 
-from problems import learned, nonstiff, stiff  # noqa: F401  (imported for registration)
+from problems import (  # noqa: F401  (imported for registration)
+    chaotic,
+    detest,
+    kinetics,
+    learned,
+    nonstiff,
+    pleiades,
+    stiff,
+)
 
-FAMILIES = (nonstiff, stiff, learned)
+FAMILIES = (nonstiff, detest, pleiades, chaotic, stiff, kinetics, learned)

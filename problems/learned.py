@@ -1,15 +1,21 @@
-"""Learned-dynamics problems: a small neural vector field with fixed weights.
+"""Learned-dynamics problems: small neural vector fields with fixed weights shipped as data.
 
 A neural ODE's right-hand side is a network; these problems stand in for a trained one so a
 solver's accuracy, NFE and gradient cost can be measured on the kind of ``f`` it meets in
 training (Chen, Rubanova, Bettencourt & Duvenaud, Neural Ordinary Differential Equations,
-NeurIPS 2018). The weights come from numpy's seeded ``default_rng`` (PCG64), not torch's
-generator, so they do not depend on the torch version; the stored reference records a checksum
-of the weights it was computed with, and building refuses a mismatch (a numpy that draws a
-different stream would otherwise silently score solvers against another problem's reference).
+NeurIPS 2018). The weights were drawn once from numpy's seeded ``default_rng`` (PCG64) by
+``python -m problems.make_weights`` and are shipped as ``problems/data/weights/<name>.json``
+with a sha256 checksum, so they depend on neither the numpy nor the torch version. The stored
+reference records the checksum of the weights it was computed with, and building refuses a
+mismatch (a hand-edited weight would otherwise silently score solvers against another problem's
+reference).
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,37 +24,106 @@ from torch import nn
 from harness.registry import register_problem
 from problems import references
 from problems.base import Problem, Reference, RefKind
+from problems.references import RefCheck
 
-MLP_SEED = 4
-MLP_WIDTH = 32
-MLP_GAIN = 1.5  # hidden-layer weight scale over 1/sqrt(fan_in)
-MLP_OUT_GAIN = 2.0  # output-layer weight scale over 1/sqrt(fan_in)
-MLP_Y0 = (1.0, -0.5)
-MLP_T = np.linspace(0.0, 5.0, 11)
+WEIGHT_KEYS = ("w1", "b1", "w2", "b2", "w3", "b3")
+WEIGHTS_DIR = references.DATA_DIR / "weights"
+WEIGHTS_COMMAND = "python -m problems.make_weights"
 
 
-def mlp_weights(seed: int = MLP_SEED) -> dict[str, np.ndarray]:
-    """Float64 weights of the 3-32-32-2 tanh MLP (input ``(y1, y2, t)``), drawn in a fixed order.
+@dataclass(frozen=True)
+class MLPSpec:
+    """How one fixed MLP vector field was drawn, and its initial value and output times.
 
-    Hidden weights ~ N(0, (1.5^2)/fan_in), hidden biases ~ N(0, 0.25), output weights ~
-    N(0, 4/fan_in), output bias 0. Seed and scales were chosen (a scan over seeds 0-7) so that
-    on [0, 5] from y0 = (1, -0.5) the trajectory turns through about 4 rad and stays within a
-    box of size ~3, while the Jacobian's spectral radius stays O(1): curved but non-stiff.
+    A ``dim+1 -> width -> width -> dim`` tanh MLP (input ``(y, t)``). Hidden weights ~
+    N(0, gain^2/fan_in), hidden biases ~ N(0, bias^2), output weights ~ N(0, out_gain^2/fan_in),
+    output bias 0, drawn in that order from numpy ``default_rng(seed)`` (PCG64) by
+    ``python -m problems.make_weights``, which writes ``problems/data/weights/<name>.json``.
     """
-    rng = np.random.default_rng(seed)
-    w = MLP_WIDTH
+
+    name: str
+    seed: int
+    width: int
+    gain: float
+    out_gain: float
+    bias: float
+    y0: tuple[float, ...]
+    t_end: float
+    n_times: int = 11
+
+    @property
+    def dim(self) -> int:
+        return len(self.y0)
+
+    @property
+    def t(self) -> np.ndarray:
+        return np.linspace(0.0, self.t_end, self.n_times)
+
+
+# mlp: seed and scales chosen (a scan over seeds 0-7) so that on [0, 5] from y0 = (1, -0.5) the
+# trajectory turns through about 4 rad within a box of size ~3 while the Jacobian's spectral
+# radius stays O(1): curved but non-stiff.
+MLP = MLPSpec("mlp", seed=4, width=32, gain=1.5, out_gain=2.0, bias=0.5, y0=(1.0, -0.5), t_end=5.0)
+# mlp-hard: the same draw with larger weights (hidden x 8/3, output x 6); chosen by a scan over
+# seeds 0-5 and four gain settings, in which seed 4 alone turned near-oscillatory: the
+# trajectory winds about 12 times round a box of size ~4 on [0, 5], the Jacobian's spectral
+# radius reaches ~55, and scipy RK45 at rtol 1e-6 needs ~3600 evaluations (mlp: ~200) while
+# h * rho stays ~0.5 (well inside the explicit stability region).
+MLP_HARD = MLPSpec(
+    "mlp-hard", seed=4, width=32, gain=4.0, out_gain=12.0, bias=0.5, y0=(1.0, -0.5), t_end=5.0
+)
+SPECS = (MLP, MLP_HARD)
+
+MLP_SEED = MLP.seed
+MLP_WIDTH = MLP.width
+MLP_Y0 = MLP.y0
+MLP_T = MLP.t
+
+
+def draw_weights(spec: MLPSpec) -> dict[str, np.ndarray]:
+    """Draw the float64 weights of ``spec`` (used by ``python -m problems.make_weights`` only)."""
+    rng = np.random.default_rng(spec.seed)
+    w, fan_in = spec.width, spec.dim + 1
     return {
-        "w1": rng.standard_normal((w, 3)) * MLP_GAIN / np.sqrt(3.0),
-        "b1": rng.standard_normal(w) * 0.5,
-        "w2": rng.standard_normal((w, w)) * MLP_GAIN / np.sqrt(w),
-        "b2": rng.standard_normal(w) * 0.5,
-        "w3": rng.standard_normal((2, w)) * MLP_OUT_GAIN / np.sqrt(w),
-        "b3": np.zeros(2),
+        "w1": rng.standard_normal((w, fan_in)) * spec.gain / np.sqrt(float(fan_in)),
+        "b1": rng.standard_normal(w) * spec.bias,
+        "w2": rng.standard_normal((w, w)) * spec.gain / np.sqrt(w),
+        "b2": rng.standard_normal(w) * spec.bias,
+        "w3": rng.standard_normal((spec.dim, w)) * spec.out_gain / np.sqrt(w),
+        "b3": np.zeros(spec.dim),
     }
 
 
+def weights_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.json"
+
+
+def load_weights(name: str, path: Path | None = None) -> dict[str, np.ndarray]:
+    """Read ``problems/data/weights/<name>.json`` and verify its checksum."""
+    path = path or weights_path(name)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise references.ReferenceDataError(
+            f"weights {path} are missing; make them with `{WEIGHTS_COMMAND}`"
+        ) from None
+    weights = {k: np.asarray(record[k], dtype=np.float64) for k in WEIGHT_KEYS}
+    digest = mlp_weights_sha256(weights)
+    if digest != record.get("sha256"):
+        raise references.ReferenceDataError(
+            f"weights {path} fail their checksum (stored {str(record.get('sha256'))[:12]}..., "
+            f"values give {digest[:12]}...); remake them with `{WEIGHTS_COMMAND}`"
+        )
+    return weights
+
+
+def mlp_weights() -> dict[str, np.ndarray]:
+    """The weights of ``mlp``, read from its data file (checksum verified)."""
+    return load_weights(MLP.name)
+
+
 def mlp_weights_sha256(weights: dict[str, np.ndarray]) -> str:
-    return references.array_sha256(*(weights[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")))
+    return references.array_sha256(*(weights[k] for k in WEIGHT_KEYS))
 
 
 def mlp_numpy_rhs(weights: dict[str, np.ndarray]):
@@ -60,6 +135,19 @@ def mlp_numpy_rhs(weights: dict[str, np.ndarray]):
         return w3 @ np.tanh(w2 @ np.tanh(w1 @ z + b1) + b2) + b3
 
     return rhs
+
+
+def mlp_numpy_jac(weights: dict[str, np.ndarray]):
+    """``df/dy`` of :func:`mlp_numpy_rhs` (chain rule through the two tanh layers)."""
+    w1, b1, w2, b2, w3 = (weights[k] for k in ("w1", "b1", "w2", "b2", "w3"))
+    dim = w3.shape[0]
+
+    def jac(t: float, y: np.ndarray) -> np.ndarray:
+        h1 = np.tanh(w1 @ np.concatenate([y, [t]]) + b1)
+        h2 = np.tanh(w2 @ h1 + b2)
+        return w3 @ ((1.0 - h2**2)[:, None] * w2) @ ((1.0 - h1**2)[:, None] * w1[:, :dim])
+
+    return jac
 
 
 class MLPField(nn.Module):
@@ -98,55 +186,97 @@ class MLPField(nn.Module):
         return self.l3(h)
 
 
-def _computed_specs() -> list[references.ComputedSpec]:
-    weights = mlp_weights()
-    return [
-        references.ComputedSpec(
-            name="mlp",
-            rhs=mlp_numpy_rhs(weights),
-            y0=MLP_Y0,
-            t=MLP_T.tolist(),
-            method="DOP853",
-            rtol=1e-13,
-            atol=1e-14,
-            check_method="Radau",
-            note="3-32-32-2 tanh MLP field, weights numpy default_rng(4), y0 = (1, -0.5)",
-            extra_meta={"weights_sha256": mlp_weights_sha256(weights), "seed": MLP_SEED},
+def _computed_spec(spec: MLPSpec, weights: dict[str, np.ndarray]) -> references.ComputedSpec:
+    return references.ComputedSpec(
+        name=spec.name.replace("-", "_"),
+        rhs=mlp_numpy_rhs(weights),
+        y0=spec.y0,
+        t=spec.t.tolist(),
+        method="DOP853",
+        rtol=1e-13,
+        atol=1e-14,
+        check_method="Radau",
+        note=f"{spec.dim + 1}-{spec.width}-{spec.width}-{spec.dim} tanh MLP field, weights "
+        f"{weights_path(spec.name).relative_to(references.DATA_DIR.parent.parent)}, y0 = {spec.y0}",
+        extra_meta={"weights_sha256": mlp_weights_sha256(weights), "seed": spec.seed},
+    )
+
+
+def _specs_from_files() -> tuple[list[references.ComputedSpec], list[RefCheck]]:
+    """Computed-reference specs and refs --check recipes; weights files that are missing (before
+    ``make_weights`` has run) are skipped here and reported when the problem is built."""
+    computed, checks = [], []
+    for spec in SPECS:
+        try:
+            weights = load_weights(spec.name)
+        except references.ReferenceDataError:
+            continue
+        c = _computed_spec(spec, weights)
+        computed.append(c)
+        checks.append(
+            RefCheck(problem=spec.name, rhs=c.rhs, jac=mlp_numpy_jac(weights), method="LSODA",
+                     rtol=1e-12, atol=1e-14, digits=9.0, floor=1.0, computed=(c.name,),
+                     note="stored DOP853 solve vs independent LSODA (Adams) rtol 1e-12")
         )
-    ]
+    return computed, checks
 
 
-COMPUTED = _computed_specs()
+COMPUTED, CHECKS = _specs_from_files()
+
+
+def _build(spec: MLPSpec, dtype: torch.dtype, device) -> Problem:
+    weights = load_weights(spec.name)
+    ref_name = spec.name.replace("-", "_")
+    stored = references.load(ref_name)
+    references.check_times(stored, spec.t)
+    if stored.meta.get("weights_sha256") != mlp_weights_sha256(weights):
+        raise references.ReferenceDataError(
+            f"{stored.path} was computed for other MLP weights than "
+            f"{weights_path(spec.name)}; regenerate it with `{references.MAKE_COMMAND}`"
+        )
+    return Problem(
+        name=spec.name,
+        tags=frozenset({"learned", "small"}),
+        f=MLPField(weights, dtype, device),
+        y0=torch.tensor(spec.y0, dtype=dtype, device=device),
+        t=torch.as_tensor(spec.t, dtype=dtype, device=device),
+        reference=Reference(ys=stored.ys, kind=RefKind.COMPUTED, provenance=stored.provenance),
+        atol=1e-6,
+        rtol=1e-6,
+        description="",
+        citation="Chen, Rubanova, Bettencourt, Duvenaud, Neural Ordinary Differential "
+        f"Equations, NeurIPS 2018 (the setting); weights: numpy default_rng({spec.seed}), "
+        f"stored in {weights_path(spec.name).relative_to(references.DATA_DIR.parent.parent)} "
+        f"(sha256 {mlp_weights_sha256(weights)[:12]}) by `{WEIGHTS_COMMAND}`",
+        extra={
+            "seed": spec.seed,
+            "width": spec.width,
+            "gains": {"hidden": spec.gain, "output": spec.out_gain, "bias": spec.bias},
+            "n_params": sum(int(v.size) for v in weights.values()),
+            "weights_sha256": mlp_weights_sha256(weights),
+            "reference_cross_check": stored.meta.get("cross_check"),
+        },
+    )
 
 
 @register_problem("mlp")
 def build_mlp(dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Problem:
-    weights = mlp_weights()
-    stored = references.load("mlp")
-    references.check_times(stored, MLP_T)
-    if stored.meta.get("weights_sha256") != mlp_weights_sha256(weights):
-        raise references.ReferenceDataError(
-            f"{stored.path} was computed for other MLP weights than numpy "
-            f"{np.__version__} draws from seed {MLP_SEED}; regenerate it with "
-            f"`{references.MAKE_COMMAND}`"
-        )
-    return Problem(
-        name="mlp",
-        tags=frozenset({"learned", "small"}),
-        f=MLPField(weights, dtype, device),
-        y0=torch.tensor(MLP_Y0, dtype=dtype, device=device),
-        t=torch.as_tensor(MLP_T, dtype=dtype, device=device),
-        reference=Reference(ys=stored.ys, kind=RefKind.COMPUTED, provenance=stored.provenance),
-        atol=1e-6,
-        rtol=1e-6,
-        description="A fixed random 3-32-32-2 tanh MLP as the vector field of a 2-dim "
-        "non-autonomous ODE on [0, 5]: the shape of f a neural ODE meets, with parameters.",
-        citation="Chen, Rubanova, Bettencourt, Duvenaud, Neural Ordinary Differential "
-        "Equations, NeurIPS 2018 (the setting); weights: numpy default_rng(4)",
-        extra={
-            "seed": MLP_SEED,
-            "width": MLP_WIDTH,
-            "n_params": sum(int(v.size) for v in weights.values()),
-            "reference_cross_check": stored.meta.get("cross_check"),
-        },
+    p = _build(MLP, dtype, device)
+    p.description = (
+        "A fixed random 3-32-32-2 tanh MLP as the vector field of a 2-dim non-autonomous ODE "
+        "on [0, 5]: the shape of f a neural ODE meets, with parameters; smooth and non-stiff."
     )
+    return p
+
+
+@register_problem("mlp-hard")
+def build_mlp_hard(
+    dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+) -> Problem:
+    p = _build(MLP_HARD, dtype, device)
+    p.description = (
+        "mlp's network with larger weights (hidden x8/3, output x6): the trajectory winds ~12 "
+        "times on [0, 5] with sharp turns, so adaptive solvers take ~18x the steps of mlp; "
+        "Jacobian spectral radius up to ~55, not stiff."
+    )
+    return p

@@ -56,6 +56,32 @@ class ComputedSpec:
     extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. a checksum of MLP weights
 
 
+@dataclass(frozen=True)
+class RefCheck:
+    """How ``python -m harness.refs --check`` verifies one problem's reference, and how well.
+
+    ``rhs``/``jac`` are the problem in numpy, as its source defines it, for an independent scipy
+    solve with ``method`` at ``rtol``/``atol`` to every output time that has reference values.
+    Agreement per component is ``-log10(max_rows |ours - ref| / (floor + |ref|))`` (with
+    ``floor = 0`` and ``ref = 0`` it is the absolute error); ``digits`` is the documented
+    minimum the check must reach (see docs/references.md for why each number is what it is).
+    ``computed`` names the stored computed references (``ComputedSpec``) this problem reads;
+    each is solved again with its own method and must match the file to ``recompute_digits``.
+    """
+
+    problem: str  # the registered problem name
+    rhs: Callable[[float, np.ndarray], np.ndarray]
+    jac: Callable[[float, np.ndarray], np.ndarray] | None = None
+    method: str = "DOP853"
+    rtol: float = 1e-13
+    atol: float = 1e-15
+    digits: float = 10.0
+    floor: float = 0.0
+    computed: tuple[str, ...] = ()
+    recompute_digits: float = 10.0
+    note: str = ""  # why the expected digits are what they are, one line
+
+
 def path_for(name: str) -> Path:
     return DATA_DIR / f"{name}.json"
 
@@ -74,6 +100,11 @@ def array_sha256(*arrays: np.ndarray) -> str:
     for a in arrays:
         h.update(np.ascontiguousarray(np.asarray(a, dtype="<f8")).tobytes())
     return h.hexdigest()
+
+
+def solve(spec: ComputedSpec, method: str | None = None) -> np.ndarray:
+    """Solve ``spec`` with scipy (its own method unless another is named), rows at ``spec.t``."""
+    return _solve(spec, method or spec.method)
 
 
 def _solve(spec: ComputedSpec, method: str) -> np.ndarray:

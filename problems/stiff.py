@@ -1,4 +1,4 @@
-"""Stiff problems from the Bari IVP test set: Robertson (ROBER) and Van der Pol with mu = 1000.
+"""Stiff problems from the Bari IVP test set: Robertson (ROBER) and Van der Pol (VDPOLM, VDPOL).
 
 Published values are from F. Mazzia and C. Magherini, "Test Set for IVP Solvers", release 2.4,
 Department of Mathematics, University of Bari (https://archimede.uniba.it/~testset/), computed
@@ -38,9 +38,12 @@ from torch import nn
 from harness.registry import register_problem
 from problems import references
 from problems.base import Problem, Reference, RefKind
+from problems.references import RefCheck
 
 BARI = "Mazzia & Magherini, Test Set for IVP Solvers, release 2.4, Univ. of Bari"
-EXPLICIT_STEP_BUDGET = 20_000
+# Where no explicit solver can reach the end (ROBER to 1e11, VDPOL with stiffness ~1e6 over
+# about one period) a smaller budget ends such runs four times sooner with the same verdict.
+SHORT_STEP_BUDGET = 5_000
 
 # ---------------------------------------------------------------------------------------------
 # robertson (ROBER)
@@ -88,20 +91,6 @@ class RobertsonField(nn.Module):
         return torch.stack((-r1 + r2, r1 - r2 - r3, r3), dim=-1)
 
 
-COMPUTED = [
-    references.ComputedSpec(
-        name="robertson_t40",
-        rhs=robertson_rhs,
-        jac=robertson_jac,
-        y0=ROBER_Y0,
-        t=[0.0, 40.0],
-        method="Radau",
-        rtol=1e-12,
-        atol=1e-20,
-        check_method="BDF",
-        note="ROBER at t = 40 (the test set publishes only t = 1e11); a stiff solve, so Radau",
-    )
-]
 
 
 @register_problem("robertson")
@@ -137,7 +126,7 @@ def build_robertson(
         "Explicit solvers stop at max_steps.",
         citation="H.H. Robertson, The solution of a set of reaction rate equations, in "
         "Numerical Analysis: an Introduction, Academic Press 1966; " + BARI,
-        max_steps=EXPLICIT_STEP_BUDGET,
+        max_steps=SHORT_STEP_BUDGET,
         extra={
             "reference_rows": {
                 "0": "initial value",
@@ -224,8 +213,8 @@ def build_vdpol_mu1000(
     dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
 ) -> Problem:
     """Van der Pol, mu = 1000, t in [0, 2000]: the test set's VDPOLM, with its published
-    end value. (The eps form is :func:`build_vdpol_eps`, built for tests, not registered:
-    it is the same problem in other variables.)"""
+    end value. (The eps form is ``vdpol``, :func:`build_vdpol_eps`: the same problem in
+    other variables.)"""
     ys = np.array([VDPOL_Y0, VDPOLM_Y_2000], dtype=np.float64)
     return Problem(
         name="vdpol-mu1000",
@@ -246,32 +235,96 @@ def build_vdpol_mu1000(
         "about one period; very stiff on the slow branches. Explicit solvers stop at max_steps.",
         citation="B. van der Pol, Phil. Mag. 2 (1926); Hairer & Wanner, Solving ODEs II, "
         "Sect. IV.1; " + BARI + ", problems VDPOLM and VDPOL",
-        max_steps=EXPLICIT_STEP_BUDGET,
+        max_steps=SHORT_STEP_BUDGET,
         extra={"mu": VDPOL_MU, "eps_form_published_y2": VDPOL_EPS_Y_2, **VDPOL_CONSISTENCY},
     )
 
 
+VDPOL_EPS_T = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+@register_problem("vdpol")
 def build_vdpol_eps(
     dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
 ) -> Problem:
-    """The test set's VDPOL (eps = 1e-6, s in [0, 2]); not registered (same problem as
-    ``vdpol-mu1000`` in rescaled variables), kept for tests and for a later issue."""
-    ys = np.array([VDPOL_Y0, VDPOL_EPS_Y_2], dtype=np.float64)
+    """The test set's VDPOL (eps = 1e-6, s in [0, 2]), registered as ``vdpol``: the same
+    oscillator as ``vdpol-mu1000`` in Lienard-rescaled variables, with the published end value
+    (vdpol.f, solut) and stored Radau rows at s = 0.5, 1, 1.5."""
+    stored = references.load("vdpol")
+    references.check_times(stored, VDPOL_EPS_T)
+    ys = stored.ys.copy()
+    ys[-1] = VDPOL_EPS_Y_2
     return Problem(
-        name="vdpol-eps1e-6",
+        name="vdpol",
         tags=frozenset({"stiff", "small"}),
         f=VanDerPolEpsField(),
         y0=torch.tensor(VDPOL_Y0, dtype=dtype, device=device),
-        t=torch.as_tensor([0.0, 2.0], dtype=dtype, device=device),
+        t=torch.as_tensor(VDPOL_EPS_T, dtype=dtype, device=device),
         reference=Reference(
             ys=ys,
             kind=RefKind.PUBLISHED,
-            provenance=f"published: y(2) from {BARI}, problem VDPOL (RADAU, rtol=atol=1.1e-18)",
+            provenance=f"published: y(2) from {BARI}, problem VDPOL (vdpol.f, solut; RADAU, "
+            f"rtol=atol=1.1e-18); rows s = 0.5, 1, 1.5 {stored.provenance}",
         ),
+        # Our choice of scales: y1 is O(1); y2 is O(1) on the slow branches, 1/sqrt(eps) in jumps.
         atol=1e-6,
         rtol=1e-6,
-        description="Van der Pol in Lienard-rescaled variables, eps = 1e-6 (= 1/mu^2, mu = 1000).",
+        description="Van der Pol in Lienard-rescaled variables, eps = 1e-6 (= 1/mu^2, mu = 1000), "
+        "s in [0, 2]: about one period; explicit solvers stop at max_steps.",
         citation="Hairer & Wanner, Solving ODEs II, Sect. IV.1; " + BARI + ", problem VDPOL",
-        max_steps=EXPLICIT_STEP_BUDGET,
-        extra={"eps": VDPOL_EPS},
+        max_steps=SHORT_STEP_BUDGET,
+        extra={
+            "eps": VDPOL_EPS,
+            "reference_rows": {"0": "initial value", "0.5, 1, 1.5": "computed: "
+                               + stored.meta["solver"], "2": "published: " + BARI},
+            "reference_cross_check": stored.meta.get("cross_check"),
+        },
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# stored computed references (python -m problems.make_references)
+
+COMPUTED = [
+    references.ComputedSpec(
+        name="robertson_t40",
+        rhs=robertson_rhs,
+        jac=robertson_jac,
+        y0=ROBER_Y0,
+        t=[0.0, 40.0],
+        method="Radau",
+        rtol=1e-12,
+        atol=1e-20,
+        check_method="BDF",
+        note="ROBER at t = 40 (the test set publishes only t = 1e11); a stiff solve, so Radau",
+    ),
+    references.ComputedSpec(
+        name="vdpol",
+        rhs=vdpol_eps_rhs,
+        jac=vdpol_eps_jac,
+        y0=(2.0, 0.0),
+        t=[0.0, 0.5, 1.0, 1.5, 2.0],
+        method="Radau",
+        rtol=1e-12,
+        atol=1e-12,
+        check_method="LSODA",
+        note="VDPOL (eps = 1e-6) at s = 0, 0.5, ..., 2; the s = 2 row is replaced by the published "
+        "value when the problem is built",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# refs --check: how each reference here is verified (see harness.refs and docs/references.md)
+
+CHECKS = [
+    RefCheck(problem="robertson", rhs=robertson_rhs, jac=robertson_jac, method="Radau",
+             rtol=1e-10, atol=1e-22, digits=8.0, floor=1e-20, computed=("robertson_t40",),
+             note="published y(1e11) and stored y(40) vs Radau rtol 1e-10"),
+    RefCheck(problem="vdpol-mu1000", rhs=vdpol_mu_rhs, jac=vdpol_mu_jac, method="Radau",
+             rtol=1e-11, atol=1e-11, digits=7.0, floor=1e-6,
+             note="published y(2000) vs Radau rtol 1e-11; the end lies near a fast jump"),
+    RefCheck(problem="vdpol", rhs=vdpol_eps_rhs, jac=vdpol_eps_jac, method="Radau",
+             rtol=1e-11, atol=1e-11, digits=7.0, floor=1e-6, computed=("vdpol",),
+             note="published y(2) and stored rows vs Radau rtol 1e-11"),
+]

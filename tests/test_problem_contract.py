@@ -33,6 +33,65 @@ def test_the_foundation_problems_are_registered():
     assert expected <= set(BUILTIN)
 
 
+def test_the_problem_library_is_registered():
+    expected = {
+        "arenstorf-2", "pleiades", "lorenz",
+        "kepler-d1", "kepler-d2", "kepler-d3", "kepler-d4", "kepler-d5",
+        "detest-a1", "detest-a2", "detest-a3", "detest-a4", "detest-b2", "detest-b4", "detest-b5",
+        "vdpol", "orego", "hires", "e5", "pollu",
+        "mlp-hard",
+    }  # fmt: skip
+    assert expected <= set(BUILTIN)
+    assert {n for n in BUILTIN if "chaotic" in _build(n).tags} == {"lorenz"}
+
+
+def _checks():
+    from problems.builtin import FAMILIES
+
+    return {c.problem: c for fam in FAMILIES for c in getattr(fam, "CHECKS", [])}
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_builtin_problem_declares_how_its_reference_is_checked(name):
+    check = _checks().get(name)
+    assert check is not None, f"{name} has no RefCheck in its family's CHECKS"
+    assert check.digits > 0 and check.note
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_size_tag_follows_the_dimension(name):
+    p = _build(name)
+    want = "small" if p.dim <= 10 else "medium" if p.dim <= 100 else "large"
+    assert want in p.tags
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_the_numpy_rhs_of_the_check_is_the_torch_f(name):
+    """The independent solves of refs --check use the numpy form: it must be the same f."""
+    p, check = _build(name), _checks()[name]
+    gen = np.random.default_rng(2)
+    y0 = p.y0.numpy()
+    for k in range(3):
+        y = y0 + 0.05 * np.maximum(np.abs(y0), 0.1) * gen.standard_normal(p.dim)
+        y = np.abs(y) if "stiff" in p.tags else y  # concentrations stay non-negative
+        t = float(p.t[-1]) * (k + 1) / 7
+        want = p.f(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y)).detach().numpy()
+        np.testing.assert_allclose(check.rhs(t, y), want, rtol=1e-12,
+                                   atol=1e-12 * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n in _checks() and _checks()[n].jac])
+def test_the_check_jacobian_matches_finite_differences(name):
+    p, check = _build(name), _checks()[name]
+    y = np.abs(p.y0.numpy()) + 0.1
+    t = float(p.t[1])
+    h = 1e-7 * np.maximum(np.abs(y), 1e-3)
+    fd = np.stack([(check.rhs(t, y + hi * e) - check.rhs(t, y - hi * e)) / (2 * hi)
+                   for hi, e in zip(h, np.eye(p.dim), strict=True)], axis=1)
+    scale = np.abs(fd).max()
+    np.testing.assert_allclose(check.jac(t, y), fd, rtol=1e-5, atol=1e-6 * scale)
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_problem_metadata_is_complete(name):
     p = _build(name)
@@ -89,7 +148,8 @@ def test_float32_build_works(name):
     assert p32.y0.dtype == torch.float32 and p32.t.dtype == torch.float32
     out = p32.f(p32.t[0], p32.y0)
     assert out.dtype == torch.float32
-    assert all(b.dtype == torch.float32 for b in p32.f.buffers())
+    # floating buffers follow the dtype; index and mask buffers (int, bool) keep theirs
+    assert all(b.dtype == torch.float32 for b in p32.f.buffers() if b.is_floating_point())
     assert all(q.dtype == torch.float32 for q in p32.f.parameters())
     torch.testing.assert_close(out.double(), p64.f(p64.t[0], p64.y0), rtol=1e-5, atol=1e-5)
     assert p32.reference.ys.dtype == np.float64  # the reference stays float64

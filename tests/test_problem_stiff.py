@@ -101,3 +101,29 @@ def test_vdpol_mu1000_reference_is_the_published_vdpolm_value():
     p = stiff.build_vdpol_mu1000()
     assert float(p.t[-1]) == 2000.0
     np.testing.assert_array_equal(p.reference.ys[-1], stiff.VDPOLM_Y_2000)
+
+
+def test_vdpol_is_the_registered_eps_form_with_the_published_end_value():
+    from harness.registry import PROBLEMS
+
+    p = PROBLEMS.get("vdpol").factory(torch.float64, "cpu")
+    assert isinstance(p.f, stiff.VanDerPolEpsField) and p.f.eps == 1e-6
+    assert float(p.t[-1]) == 2.0
+    np.testing.assert_array_equal(p.reference.ys[-1], stiff.VDPOL_EPS_Y_2)
+    assert "published: y(2)" in p.reference.provenance and "computed:" in p.reference.provenance
+
+
+def test_vdpol_stored_rows_agree_with_the_published_end_value():
+    """The stored Radau file also holds s = 2; it must agree with the test set's value."""
+    from problems import references
+
+    stored = references.load("vdpol")
+    np.testing.assert_allclose(stored.ys[-1], stiff.VDPOL_EPS_Y_2, rtol=1e-9)
+
+
+def test_robertson_says_which_row_is_published_and_which_computed():
+    p = stiff.build_robertson()
+    rows = p.extra["reference_rows"]
+    assert rows["1e11"].startswith("published") and rows["40"].startswith("computed")
+    assert "y(40) computed:" in p.reference.provenance
+    np.testing.assert_array_equal(p.reference.ys[-1], stiff.ROBER_Y_1E11)
