@@ -166,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="where to write the HTML (default: in RUN_DIR)")
 
+    rf = sub.add_parser("refs", help="verify every problem's reference (refs --check)")
+    rf.add_argument("problems", nargs="*", help="problems to check (default: all)")
+    rf.add_argument("--check", action="store_true", help="run the checks (the default action)")
+    rf.add_argument("-v", "--verbose", action="store_true", help="one line per component too")
+    rf.add_argument("-j", "--jobs", type=_checked(_positive_int, "a positive integer"),
+                    default=1, help="worker processes (default 1)")
+    rf.add_argument("--plugin", action="append", default=[], help=plugin_help)
+
     sh = sub.add_parser("show", help="print a run's summary, or the results schema")
     sh.add_argument("run_dir", type=Path, nargs="?")
     sh.add_argument("--schema", action="store_true", help="print the results schema")
@@ -466,6 +474,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refs(args: argparse.Namespace) -> int:
+    """Recompute computed references, check published and exact ones by independent solves."""
+    from harness import refs
+
+    for w in registry.discover(args.plugin):
+        print(f"warning: {w}", file=sys.stderr)
+    argv = [*args.problems, "--jobs", str(args.jobs)] + (["-v"] if args.verbose else [])
+    code = refs.main(argv)
+    return EXIT_USAGE if code == 2 else code
+
+
 # --------------------------------------------------------------------------------------- main
 
 
@@ -482,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.verb == "show":
             return cmd_show(args)
+        if args.verb == "refs":
+            return cmd_refs(args)
     except (UsageError, SuiteError, registry.RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

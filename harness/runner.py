@@ -190,7 +190,8 @@ def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any
         if case.batch > 1:
             ref = np.expand_dims(ref, 1)
         acc = (
-            measure_accuracy(ys, ref, atol=problem.atol, rtol=problem.rtol)
+            measure_accuracy(ys, ref, atol=problem.atol, rtol=problem.rtol,
+                             scd_components=problem.extra.get("scd_components"))
             if status is Status.OK
             else Accuracy.failed()
         )
@@ -342,7 +343,8 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     ys = gs.ys.detach().to("cpu", torch.float64).numpy()
     ref_ys = problem.reference.ys if case.batch == 1 else np.expand_dims(problem.reference.ys, 1)
     acc = (
-        measure_accuracy(ys, ref_ys, atol=problem.atol, rtol=problem.rtol)
+        measure_accuracy(ys, ref_ys, atol=problem.atol, rtol=problem.rtol,
+                         scd_components=problem.extra.get("scd_components"))
         if status is Status.OK
         else Accuracy.failed()
     )

@@ -45,6 +45,8 @@ class Suite:
     max_steps: int | None = None  # None: the problem's budget, else the solver's default
     grad_modes: tuple[str, ...] = ("none",)  # "none": a plain solve; else gradient cases
     include: tuple[str, ...] = ()  # built-in suites whose cases are added (filtered by the CLI)
+    # the problems are a sample: a --tags selection picks from every problem instead
+    problems_sample: bool = False
     warmup: int = 0  # the untimed accuracy solve already warms each case up
     min_time: float = 0.05
     min_repeats: int = 3
@@ -55,16 +57,26 @@ class Suite:
 
 GRAD_MODES = ("backprop", "adjoint", "adjoint-seminorm", "checkpoint")
 
+# One or two of each family, so that the default run stays a few minutes on 2 cores; `full`,
+# `--tags` and `--problems` reach every problem.
+DEFAULT_PROBLEMS = (
+    "linear", "kepler", "arenstorf", "lotka-volterra", "pleiades", "lorenz",
+    "robertson", "vdpol-mu1000", "orego", "mlp", "mlp-hard",
+)
+
 BUILTIN_SUITES: dict[str, Suite] = {
     "default": Suite(
         name="default",
+        problems=DEFAULT_PROBLEMS,
+        problems_sample=True,
         rtol=(1e-3, 1e-6, 1e-9),
         steps=(32, 64, 128, 256, 512),
         min_time=0.02,
         max_time=0.25,
         include=("gradients",),
-        source="built-in suite 'default': every problem and solver at tolerances 1e-3, 1e-6, "
-        "1e-9 and 32..512 fixed steps, plus the 'gradients' suite",
+        source="built-in suite 'default': a cross-section of the problems (each family; "
+        "--tags or --problems choose from all), every solver, tolerances 1e-3, 1e-6, 1e-9, "
+        "32..512 fixed steps, plus the 'gradients' suite",
     ),
     "full": Suite(
         name="full",
@@ -102,7 +114,7 @@ BUILTIN_SUITES: dict[str, Suite] = {
 _TOML_KEYS = {
     "name": str, "problems": list, "solvers": list, "tags": list, "rtol": list, "atol": list,
     "steps": list, "devices": list, "dtypes": list, "batch": list, "max_steps": int,
-    "grad_modes": list, "include": list,
+    "grad_modes": list, "include": list, "problems_sample": bool,
     "warmup": int, "min_time": float, "min_repeats": int, "max_time": float,
     "case_timeout": float,
 }
@@ -153,8 +165,11 @@ def load_toml(path: Path) -> Suite:
 
 
 def override(suite: Suite, **changes: Any) -> Suite:
-    """The suite with the given (non-None) settings replaced."""
+    """The suite with the given (non-None) settings replaced. Tags given to a suite whose
+    problems are a sample select from every problem."""
     changes = {k: v for k, v in changes.items() if v is not None}
+    if suite.problems_sample and "tags" in changes and "problems" not in changes:
+        changes["problems"] = None
     return dataclasses.replace(suite, **changes) if changes else suite
 
 

@@ -64,3 +64,11 @@ def test_broken_installed_plugin_warns_and_the_rest_works(tmp_path):
     assert "could not load entry point broken" in proc.stderr
     assert "missing dependency xyz" in proc.stderr
     assert "dopri5" in proc.stdout
+
+
+def test_refs_check_through_the_cli():
+    ok = run_cli("refs", "--check", "linear", "detest-a1")
+    assert ok.returncode == 0, ok.stderr
+    assert "linear" in ok.stdout and "2/2 checks ok" in ok.stdout
+    bad = run_cli("refs", "--check", "lineer")
+    assert bad.returncode == 2 and "'lineer'" in bad.stderr and "valid problems" in bad.stderr

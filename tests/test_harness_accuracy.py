@@ -53,3 +53,13 @@ def test_exact_agreement_is_capped_at_float64_digits():
     ref = np.ones((2, 3))
     acc = measure_accuracy(ref.copy(), ref, atol=1e-6, rtol=1e-6)
     assert acc.scd == pytest.approx(-math.log10(np.finfo(np.float64).eps / 2))
+
+
+def test_scd_over_chosen_components_only():
+    """The IVP test set scores PLEI's scd over the positions only."""
+    ref = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    ys = ref.copy()
+    ys[-1] += [1e-8, 1e-6, 1e-2]
+    acc = measure_accuracy(ys, ref, atol=1e-6, rtol=1e-6, scd_components=[0, 1])
+    assert acc.scd == pytest.approx(6.0)
+    assert acc.err_max == pytest.approx(1e-2)  # the other metrics still see every component
