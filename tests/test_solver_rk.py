@@ -351,3 +351,20 @@ def test_batch_step_control_serves_the_hardest_trajectory() -> None:
     w = rates[:, 0] * 2.0
     exact = torch.stack([torch.cos(w), torch.sin(w)], dim=-1)
     assert (sol.ys[-1] - exact).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
+def test_dopri5_never_evaluates_f_past_the_final_time(tol: float) -> None:
+    """Unlike codes that step past the end and interpolate back, every stage lies in [t0, T]."""
+    seen: list[float] = []
+
+    def lv(t, y):
+        seen.append(float(t))
+        x, v = y[..., 0], y[..., 1]
+        return torch.stack([1.5 * x - x * v, -3 * v + x * v], dim=-1)
+
+    t = torch.tensor([0.0, 2.5, 7.3], dtype=torch.float64)
+    sol = RungeKutta(DOPRI5).solve(lv, torch.tensor([1.0, 1.0], dtype=torch.float64), t,
+                                   rtol=tol, atol=tol)
+    assert sol.status == "ok" and sol.t_reached == 7.3
+    assert max(seen) == 7.3 and min(seen) == 0.0
