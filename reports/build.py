@@ -4,8 +4,12 @@
 never run a solver) and writes ``run_dir/report.html``: one file, CSS and SVG figures inline,
 no JavaScript, no external URL, readable offline and attachable to an issue. Sections, in
 order and by id: ``header``, ``summary``, ``problems`` (one ``problem-<name>`` per problem
-with its work-precision diagrams), ``convergence``, ``failures``, ``environment``,
-``schema``.
+with its work-precision diagrams), ``convergence``, ``gradients``, ``failures``,
+``environment``, ``schema``.
+
+Summary, work-precision and convergence use only plain solves (``kind == "solve"``); the
+gradient cases have their own section (:mod:`reports.gradient_section`). The header and the
+failures table cover every row.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from reports.convergence import (
     time_span,
 )
 from reports.figures import convergence_svg, series_styles, work_precision_svg
+from reports.gradient_section import gradients_section
+from reports.gradients import gradient_rows, solve_rows
 from reports.markup import Markup, esc, join, slug, tag
 from reports.summary import TARGET_DIGITS, add_series, ok_rows, summarize
 from reports.tables import (
@@ -41,8 +47,8 @@ from reports.tables import (
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
-SECTION_IDS = ("header", "summary", "problems", "convergence", "failures", "environment",
-               "schema")
+SECTION_IDS = ("header", "summary", "problems", "convergence", "gradients", "failures",
+               "environment", "schema")
 
 
 def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
@@ -64,7 +70,7 @@ def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
 
 def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = "unknown") -> str:
     """The report page as a string (``build_report`` without the file I/O)."""
-    df = add_series(df)
+    df = _with_series(df)
     run_id = fmt.text(meta.get("run_id")) if not fmt.is_missing(meta.get("run_id")) else fallback_id
     ctx = _Context(meta, df)
     body = join([
@@ -72,6 +78,7 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
         _summary(ctx),
         _problems(ctx),
         _convergence(ctx),
+        gradients_section(df, ctx.figure_prefix),
         _failures(df),
         _section("environment", "Environment",
                  [tag("p", "Where and with what this run was measured (from meta.json).",
@@ -87,18 +94,38 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
     )
 
 
-class _Context:
-    """What several sections share: the rows, the meta tables, figure styles and id counters."""
+def _with_series(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``series`` column, labelled within each kind: plain solves as before (a
+    gradient row in the run does not turn ``dopri5`` into ``dopri5 [solve, none]``), gradient
+    and other rows among themselves."""
+    solve = solve_rows(df)
+    if len(solve) == len(df):
+        return add_series(df)
+    rest = df.drop(index=solve.index)
+    parts = [add_series(part) for part in (solve, rest) if len(part)]
+    return pd.concat(parts).loc[df.index]
 
-    def __init__(self, meta: Mapping[str, Any], df: pd.DataFrame) -> None:
+
+class _Context:
+    """What several sections share: the rows, the meta tables, figure styles and id counters.
+
+    ``df`` holds the plain solves only (what summary, work-precision and convergence draw);
+    ``all_rows`` every row; ``gradient_problems`` the problems with gradient cases.
+    """
+
+    def __init__(self, meta: Mapping[str, Any], all_rows: pd.DataFrame) -> None:
         self.meta = meta
+        self.all_rows = all_rows
+        df = solve_rows(all_rows)
         self.df = df
+        self.gradient_problems = set(gradient_rows(all_rows)["problem"].dropna().astype(str))
         problems = meta.get("problems")
         self.problems_meta: Mapping[str, Any] = problems if isinstance(problems, Mapping) else {}
         solvers = meta.get("solvers")
         self.solvers_meta: Mapping[str, Any] = solvers if isinstance(solvers, Mapping) else {}
         self.styles = series_styles(df["series"].tolist())
-        names = set(df["problem"].dropna().astype(str)) | set(map(str, self.problems_meta))
+        names = (set(df["problem"].dropna().astype(str)) | set(map(str, self.problems_meta))
+                 | self.gradient_problems)
         self.problem_names = sorted(names)
         self._figures = 0
         self._ids: dict[str, str] = {}
@@ -206,13 +233,14 @@ def _span_text(span: Any) -> str:
 def _problem_block(ctx: _Context, name: str) -> Markup:
     info = ctx.problem_info(name)
     rows = ctx.df[ctx.df["problem"] == name]
+    any_rows = ctx.all_rows[ctx.all_rows["problem"] == name]
     ref_kind = info.get("ref_kind")
     ref_prov = info.get("ref_provenance")
-    if fmt.is_missing(ref_kind) and len(rows):
-        vals = rows["ref_kind"].dropna().unique()
+    if fmt.is_missing(ref_kind) and len(any_rows):
+        vals = any_rows["ref_kind"].dropna().unique()
         ref_kind = vals[0] if len(vals) else None
-    if fmt.is_missing(ref_prov) and len(rows):
-        vals = rows["ref_provenance"].dropna().unique()
+    if fmt.is_missing(ref_prov) and len(any_rows):
+        vals = any_rows["ref_provenance"].dropna().unique()
         ref_prov = "; ".join(map(str, vals)) if len(vals) else None
     span = info.get("t_span")
     tags = info.get("tags")
@@ -236,7 +264,10 @@ def _problem_block(ctx: _Context, name: str) -> Markup:
     plotted = plotted[plotted["nfe"].notna()]
     not_plotted_ok = len(ok) - len(plotted)
     failed = rows[rows["status"].fillna("missing") != "ok"]
-    if rows.empty:
+    if rows.empty and name in ctx.gradient_problems:
+        content.append(tag("p", Markup('Only gradient cases of this problem ran: see '
+                                       '<a href="#gradients">Gradients</a>.'), class_="note"))
+    elif rows.empty:
         content.append(tag("p", "No case of this problem finished in this run.", class_="note"))
     elif plotted.empty:
         content.append(tag("p", "No successful case with a positive error to plot. "

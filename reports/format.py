@@ -121,7 +121,8 @@ def duration(started: Any, ended: Any) -> str:
 
 
 def setting(row: Mapping[str, Any]) -> str:
-    """The setting of a case: ``rtol=1e-06, atol=1e-09`` (adaptive) or ``n=64`` (fixed steps)."""
+    """The setting of a case: ``rtol=1e-06, atol=1e-09`` (adaptive) or ``n=64`` (fixed steps),
+    followed by the gradient mode for a gradient case (``n=64, grad adjoint``)."""
     parts = []
     if not is_missing(row.get("rtol")):
         parts.append(f"rtol={float(row['rtol']):.0e}")
@@ -129,6 +130,9 @@ def setting(row: Mapping[str, Any]) -> str:
         parts.append(f"atol={float(row['atol']):.0e}")
     if not is_missing(row.get("n_steps_requested")):
         parts.append(f"n={int(row['n_steps_requested'])}")
+    mode = row.get("grad_mode")
+    if not is_missing(mode) and (str(mode) != "none" or row.get("kind") == "gradient"):
+        parts.append(f"grad {mode}")
     return ", ".join(parts) if parts else MISSING
 
 
