@@ -262,6 +262,8 @@ def cmd_list(args: argparse.Namespace) -> int:
           "{:g}..{:g}".format(*i["t_span"]) if "t_span" in i else "?",
           i.get("ref_kind", "?"), i["source"]] for n, i in problems.items()],
     )
+    for line in registry.unavailable_lines():  # optional plugins whose package is missing
+        print(f"\nnote: {line}")
     for note in s_notes + p_notes:
         print(f"warning: {note}", file=sys.stderr)
     return 0

@@ -111,6 +111,33 @@ SOLVERS = Registry("solver")
 PROBLEMS = Registry("problem")
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A plugin that loaded but registered nothing, because what it wraps is not installed."""
+
+    what: str  # the missing package, e.g. "torchdiffeq"
+    why: str  # the import error, e.g. "No module named 'torchdiffeq'"
+    fix: str  # how to get it, e.g. "pip install 'odebench[peers]'"
+
+
+UNAVAILABLE: dict[str, Unavailable] = {}
+
+
+def note_unavailable(what: str, why: str, fix: str) -> None:
+    """Record that a plugin's solvers or problems are missing and how to add them (for `list`)."""
+    UNAVAILABLE[what] = Unavailable(what, why, fix)
+
+
+def unavailable_lines() -> list[str]:
+    """One line per install command, e.g. "not installed: torchdiffeq, torchode (add them with:
+    pip install 'odebench[peers]')"."""
+    by_fix: dict[str, list[str]] = {}
+    for u in UNAVAILABLE.values():
+        by_fix.setdefault(u.fix, []).append(u.what)
+    return [f"not installed: {', '.join(sorted(w))} (add them with: {fix})"
+            for fix, w in by_fix.items()]
+
+
 def register_solver(name: str) -> Callable:
     """Register a solver class or a zero-argument factory that returns a ``Solver``."""
 
