@@ -11,6 +11,18 @@ Every call of ``f`` in the forward *and* the backward pass goes through the ``f`
 (adjoint: one call per augmented evaluation, its vector-Jacobian product by autograd on that
 call's graph; checkpoint: the replayed steps; time gradients: one call per output time), so a
 counting wrapper around ``f`` counts forward and backward evaluations if it is reset between.
+
+A solver may supply its own gradient modes (a peer wrapping another library's backprop and
+adjoint, e.g. torchdiffeq's ``odeint_adjoint``) by defining ::
+
+    def odeint_grad(self, f, y0, t, *, mode, params, backward, rtol, atol, n_steps, max_steps)
+        -> tuple[Tensor, Solution]
+
+:func:`odeint` then hands it every mode but ``none`` (after :func:`check_mode` against its
+``grad_modes``): it returns ``ys`` (differentiable through ``mode``) and the forward solve's
+record, fills the :class:`BackwardStats` ``backward`` as the backward pass runs (``done``, and
+``nfe``, ``n_steps`` ... where it can; -1 where unknown) and must pass every call of ``f``
+through the ``f`` it is given.
 """
 
 from __future__ import annotations
@@ -61,6 +73,10 @@ def odeint(
             sol = run.solve(f, y0, t)
         run.backward.done = True
         return GradSolve(sol.ys, sol, m, run.backward)
+    own = getattr(solver, "odeint_grad", None)
+    if own is not None:  # a peer that computes its gradients itself (see the module docstring)
+        ys, sol = own(f, y0, t, mode=m, params=run.params, backward=run.backward, **kwargs)
+        return GradSolve(ys, sol, m, run.backward)
     if m == GradMode.BACKPROP:
         ys, sol = backprop.solve(run, y0)
         if ys.requires_grad:  # autograd replays the graph; note when it gets there

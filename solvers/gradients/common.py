@@ -137,7 +137,8 @@ def check_mode(solver: Solver, mode: GradMode | str) -> GradMode:
     lacks = m not in supported
     if not lacks and m == GradMode.CHECKPOINT:
         lacks = not (accepts(solver, "record_steps") and hasattr(solver, "replay_step"))
-    if not lacks and m == GradMode.ADJOINT_SEMINORM and getattr(solver, "adaptive", False):
+    if (not lacks and m == GradMode.ADJOINT_SEMINORM and getattr(solver, "adaptive", False)
+            and not hasattr(solver, "odeint_grad")):  # a peer's own adjoint: see .api
         lacks = not accepts(solver, "error_channels")
     if lacks:
         name = getattr(solver, "name", type(solver).__name__)
