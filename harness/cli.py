@@ -33,6 +33,7 @@ from harness.results import (
     write_csv,
     write_meta,
 )
+from harness.runner import run_plan
 from harness.suite import (
     BUILTIN_SUITES,
     GRAD_MODES,
@@ -390,7 +391,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"odebench: {len(plan.cases)} cases ({len(plan.problems)} problems x "
           f"{len(plan.solvers)} solvers), suite {suite.name!r}, run folder {run_dir}",
           file=sys.stderr)
-    result = registry_run(plan, run_dir, Progress(not args.quiet))
+    result = run_plan(plan, run_dir, progress=Progress(not args.quiet))
 
     meta["ended_at"] = _now()
     meta["interrupted"] = result.interrupted
@@ -407,12 +408,6 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         print(f"\nResults: {run_dir}")
     return EXIT_INTERRUPTED if result.interrupted else 0
-
-
-def registry_run(plan, run_dir, progress):
-    from harness.runner import run_plan
-
-    return run_plan(plan, run_dir, progress=progress)
 
 
 def _now() -> str:

@@ -4,8 +4,9 @@ Like ``timeit``'s autorange, the number of repeats adapts to the cost of one cal
 ``min_repeats`` and until ``min_time`` seconds are spent, never beyond ``max_time`` (a single
 long call is timed once; the runner does not repeat a solve whose first run, the one that
 measures accuracy, already outlasted ``max_time``, and reports that run as the one sample).
-Garbage collection is off while timing, as ``timeit`` does. The raw samples are kept; the summary is the median, the interquartile range and the minimum. On CUDA,
-the wall time of each call is measured with CUDA events after synchronising the device.
+Garbage collection is off while timing, as ``timeit`` does. The raw samples are kept; the
+summary is the median, the interquartile range and the minimum. On CUDA, the wall time of
+each call is measured with CUDA events after synchronising the device.
 """
 
 from __future__ import annotations
