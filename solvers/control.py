@@ -61,6 +61,50 @@ def _per_trajectory(x: torch.Tensor, state_dim: int | None) -> torch.Tensor:
     return x.reshape(-1, state_dim or x.numel())
 
 
+HOST_NORM_MAX = 16
+"""States of at most this many float64 elements on the CPU take the norm in Python floats."""
+
+
+def _flat(x: torch.Tensor) -> list[float]:
+    if x.dim() == 2 and x.shape[0] == 1:  # the RK engine's rows [1, N]
+        return x.tolist()[0]
+    return x.detach().reshape(-1).tolist()
+
+
+def _error_norm_host(
+    err: torch.Tensor,
+    h: float,
+    y_old: torch.Tensor,
+    y_new: torch.Tensor,
+    rtol: float,
+    atol: float,
+    d: int,
+) -> float:
+    """:func:`error_norm` of a small CPU float64 state, in Python floats: copying a few numbers
+    out costs less than the eight tensor ops (IEEE double arithmetic either way, with torch's
+    NaN propagation and division by zero). The sum of squares is summed in order, as DOPRI5
+    does; torch's reduction may fuse multiply-adds, so the two can differ in the last bit."""
+    worst = acc = 0.0
+    k = 0
+    for ei, ai, bi in zip(_flat(err), _flat(y_old), _flat(y_new), strict=True):
+        ai, bi = abs(ai), abs(bi)
+        sk = (ai if ai >= bi or ai != ai else bi) * rtol + atol  # torch.maximum keeps NaN
+        if sk != 0.0:
+            q = ei / sk
+        else:
+            q = math.nan if ei == 0.0 or ei != ei else math.inf
+        acc += q * q
+        k += 1
+        if k == d:  # end of one trajectory's row
+            norm = math.sqrt(acc)
+            if norm != norm:  # a NaN row wins, as in torch's max
+                return math.nan
+            if norm > worst:
+                worst = norm
+            acc, k = 0.0, 0
+    return worst * abs(h) / math.sqrt(d)
+
+
 def error_norm(
     err: torch.Tensor,
     h: float,
@@ -83,18 +127,28 @@ def error_norm(
     RMS over the rows of the given segments only (a mixed norm, or a seminorm when segments are
     left out).
     """
-    with torch.no_grad():
-        sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
-        if channels is not None:
-            rows = _channel_rows(err / sk, channels)
-            worst = torch.stack([torch.linalg.vector_norm(r, dim=-1).max() for r in rows])
-            return max(  # one sync; the arithmetic of the default path, per segment
-                n * abs(h) / math.sqrt(r.shape[-1])
-                for n, r in zip(worst.tolist(), rows, strict=True)
-            )
-        scaled = _per_trajectory(err / sk, state_dim)
-        norm = float(torch.linalg.vector_norm(scaled, dim=-1).max())
-    return norm * abs(h) / math.sqrt(scaled.shape[-1])
+    n = err.numel()
+    small = n <= HOST_NORM_MAX and err.dtype == torch.float64 and err.device.type == "cpu"
+    if small and channels is None:
+        return _error_norm_host(err, h, y_old, y_new, rtol, atol, state_dim or n)
+    if torch.is_grad_enabled():  # entering no_grad costs more than the check
+        with torch.no_grad():
+            return error_norm(err, h, y_old, y_new, rtol, atol, state_dim, channels)
+    sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
+    if channels is not None:
+        rows = _channel_rows(err / sk, channels)
+        worst = torch.stack([torch.linalg.vector_norm(r, dim=-1).max() for r in rows])
+        return max(  # one sync; the arithmetic of the default path, per segment
+            n * abs(h) / math.sqrt(r.shape[-1]) for n, r in zip(worst.tolist(), rows, strict=True)
+        )
+    scaled = err / sk
+    d = state_dim or scaled.numel()
+    if scaled.dim() != 2 or scaled.shape[-1] != d:
+        scaled = scaled.reshape(-1, d)  # one row per trajectory
+    norms = torch.linalg.vector_norm(scaled, dim=-1)
+    if scaled.shape[0] > 1:
+        norms = norms.max()
+    return float(norms) * abs(h) / math.sqrt(d)  # the one host sync per step
 
 
 def initial_step(

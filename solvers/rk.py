@@ -10,15 +10,20 @@ The method is data (:class:`solvers.tableaux.ButcherTableau`); this module owns 
 
 The state is flattened to a row ``[1, N]`` (``N`` = all elements of the batch), so each stage
 is one fused ``addmm`` of the stacked earlier stages with a row of ``A``. One step size serves
-the whole batch and the error norm runs over all elements, as in Hairer's codes. Every tensor op
-is out of place, so autograd can record the solve (``backprop``); the controller works on
-Python floats, detached. A new method is a tableau plus one registration::
+the whole batch and the error norm runs over all elements, as in Hairer's codes. When autograd
+records the solve (``backprop``), every tensor op is out of place (:class:`_GraphStages`);
+when nothing requires a gradient, the stages are written in place into one preallocated
+``[s, N]`` buffer under ``no_grad`` (:class:`_BufferedStages`): the same ops on the same
+numbers, fewer tensor dispatches per step. The controller works on Python floats, detached;
+the one host sync per adaptive step is the error norm. A new method is a tableau plus one
+registration::
 
     register_solver("heun")(lambda: RungeKutta(HEUN, name="heun", adaptive=False))
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -82,6 +87,15 @@ class OutputCollector:
             self.rows[j] = y1[0]
         return interior
 
+    def quiet(self, t: float, t1: float) -> bool:
+        """True when the step ``[t, t1]`` reaches no output (``assign`` would find none): a
+        few float comparisons, so the solver's hot loop skips the bookkeeping."""
+        if self.next >= len(self.times):
+            return True
+        h = t1 - t
+        d = self.times[self.next] - t1
+        return d * h >= 0 and abs(d) > 8.0 * self.eps * max(abs(t1), abs(h))
+
     def assign(self, t: float, t1: float) -> tuple[list[int], list[tuple[int, float]]]:
         """The outputs an accepted step ``[t, t1]`` produces: those at ``t1`` (within rounding)
         and those strictly inside as ``(index, theta)``; advances past them. The checkpoint
@@ -135,6 +149,136 @@ def _combine(y: torch.Tensor, ks: list[torch.Tensor], spec: tuple, h: float) -> 
     n = spec[1]
     k = ks[0] if n == 1 else torch.cat(ks[:n])
     return torch.addmm(y, spec[2], k, alpha=h)
+
+
+class _GraphStages:
+    """A step's stages as a list of out-of-place tensors: autograd can record them."""
+
+    def __init__(self, solver: RungeKutta, fv, co: _Coefficients) -> None:
+        self.solver, self.fv, self.co = solver, fv, co
+        self.ks: list[torch.Tensor] = []
+        self.nfe = 0  # the calls go through ``fv``, which counts them
+
+    def step(self, t: float, y: torch.Tensor, k1: torch.Tensor, h: float) -> torch.Tensor:
+        self.ks, y1 = self.solver._stages(self.fv, t, y, k1, h, self.co)
+        return y1
+
+    def stacked(self) -> torch.Tensor:
+        return torch.cat(self.ks)
+
+    def final(self) -> torch.Tensor:
+        return self.ks[-1]
+
+    def carry(self) -> torch.Tensor:
+        return self.ks[-1]
+
+    def first(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        return self.fv(t, y)
+
+    def error(self, e: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.mm(e, torch.cat(self.ks))
+
+    @staticmethod
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _BufferedStages:
+    """A step's stages written in place into one preallocated buffer ``K`` ``[s, N]``.
+
+    The same ops as :class:`_GraphStages` on the same numbers (each stage input is one ``add`` or
+    ``addmm`` over the leading rows of ``K``, the error one ``mm``), without the per-stage
+    ``cat``, reshapes and allocations. Only for solves autograd does not record (the caller runs
+    it under ``no_grad``): ``K`` and the stage-input buffer are overwritten every step. The new
+    state ``y1`` is always a fresh tensor; the rows handed out by :meth:`first`, :meth:`final`
+    and :meth:`carry` are views of ``K``, valid until the next step (:meth:`keep` copies one
+    that must outlive it). ``f`` is called on views of the user's shape, as ``fv`` would.
+    """
+
+    def __init__(
+        self, tableau: ButcherTableau, f: RHS, shape: torch.Size, co: _Coefficients, y: torch.Tensor
+    ) -> None:
+        s, n = tableau.stages, y.shape[-1]
+        self.f, self.shape, self.s, self.fsal = f, shape, s, tableau.fsal
+        self.K = K = y.new_empty(s, n)
+        self.rows = [K[i : i + 1] for i in range(s)]  # row i as [1, N]
+        self.views = [K[i].view(shape) for i in range(s)]  # row i in the user's shape
+        self.buf = y.new_empty(1, n)
+        self.bufv = self.buf.view(shape)
+        self.b = self._plan(co.b)
+        # stages whose input goes into ``buf``: (c_i, row view, plan); the FSAL last stage's
+        # input is y1 itself
+        inner = range(1, s - 1) if self.fsal else range(1, s)
+        self.inner = [(co.c[i], self.views[i], *self._plan(co.rows[i])) for i in inner]
+        self.c_last = co.c[s - 1]
+        self.nfe = 0
+
+    def _plan(self, spec: tuple) -> tuple[bool, torch.Tensor, object]:
+        """``(one, rows, weight)``: ``y + (h w) k_j`` (torch.add) or ``y + h w @ K[:n]``
+        (addmm), the ops of :func:`_combine`."""
+        if spec[0] == "one":
+            return (True, self.rows[spec[1]], spec[2])
+        return (False, self.K[: spec[1]], spec[2])
+
+    def step(self, t: float, y: torch.Tensor, k1: torch.Tensor, h: float) -> torch.Tensor:
+        K0 = self.rows[0]
+        if k1 is not K0:
+            K0.copy_(k1)
+        f, shape, buf, bufv = self.f, self.shape, self.buf, self.bufv
+        for c, view, one, k, w in self.inner:
+            if one:
+                torch.add(y, k, alpha=h * w, out=buf)
+            else:
+                torch.addmm(y, w, k, alpha=h, out=buf)
+            ki = f(t + c * h, bufv)
+            if ki.shape != shape:
+                ki = ki.reshape(shape)  # what ``fv`` does; raises on a wrong size
+            view.copy_(ki)
+        self.nfe += self.s - 1
+        y1 = self._combine(y, self.b, h)
+        if self.fsal:
+            ki = f(t + self.c_last * h, y1.view(shape))
+            if ki.shape != shape:
+                ki = ki.reshape(shape)
+            self.views[-1].copy_(ki)
+        return y1
+
+    @staticmethod
+    def _combine(y: torch.Tensor, plan: tuple, h: float) -> torch.Tensor:
+        one, k, w = plan
+        if one:
+            return torch.add(y, k, alpha=h * w)
+        return torch.addmm(y, w, k, alpha=h)
+
+    def stacked(self) -> torch.Tensor:
+        return self.K
+
+    def final(self) -> torch.Tensor:
+        """The last stage (a view of ``K``)."""
+        return self.rows[-1]
+
+    def carry(self) -> torch.Tensor:
+        """The last stage, moved to row 0 (the next step's first stage, FSAL)."""
+        K0 = self.rows[0]
+        K0.copy_(self.rows[-1])
+        return K0
+
+    def first(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        """``f(t, y)`` into row 0 (the first stage of a method without FSAL)."""
+        k = self.f(t, y.view(self.shape))
+        if k.shape != self.shape:
+            k = k.reshape(self.shape)
+        self.views[0].copy_(k)
+        self.nfe += 1
+        return self.rows[0]
+
+    def error(self, e: torch.Tensor) -> torch.Tensor:
+        return torch.mm(e, self.K)
+
+    @staticmethod
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
 
 
 class RungeKutta(Solver):
@@ -240,14 +384,15 @@ class RungeKutta(Solver):
             y1 = _combine(y, ks, co.b, h)
         return ks, y1
 
-    def _dense(self, y, k1, y1, h, ks, thetas, f1):
-        """Dense output rows inside a step; ``f1`` is ``f(t1, y1)`` (only Hermite non-FSAL)."""
+    def _dense(self, y, k1, y1, h, eng, thetas, f1):
+        """Dense output rows inside a step whose stages ``eng`` holds; ``f1`` is ``f(t1, y1)``
+        (only Hermite non-FSAL)."""
         if self.interpolation == "continuous":
-            return dense.continuous_extension(self.tableau, y, torch.cat(ks), h, thetas)
+            return dense.continuous_extension(self.tableau, y, eng.stacked(), h, thetas)
         if self.interpolation == "linear":
             return dense.linear(y, y1, thetas)
         if self.tableau.fsal:
-            return dense.cubic_hermite(y, k1, y1, ks[-1], h, thetas)
+            return dense.cubic_hermite(y, k1, y1, eng.final(), h, thetas)
         return dense.cubic_hermite(y, k1, y1, f1, h, thetas)
 
     def replay_step(
@@ -268,17 +413,17 @@ class RungeKutta(Solver):
         ``[len(thetas), N]`` (None without thetas). The Hermite interpolant of a method without
         FSAL needs ``f(t1, y1)``: it is evaluated here, as the solve's next step did.
         """
-        co = self._coefficients(y)
+        eng = _GraphStages(self, fv, self._coefficients(y))
         if k1 is None:
             k1 = fv(rec.t, y)
-        ks, y1 = self._stages(fv, rec.t, y, k1, rec.h, co)
+        y1 = eng.step(rec.t, y, k1, rec.h)
         rows = None
         if thetas:
             f1 = None
             if self.interpolation == "hermite" and not self.tableau.fsal:
                 f1 = fv(rec.t1, y1)
-            rows = self._dense(y, k1, y1, rec.h, ks, thetas, f1)
-        return y1, (ks[-1] if self.tableau.fsal else None), rows
+            rows = self._dense(y, k1, y1, rec.h, eng, thetas, f1)
+        return y1, (eng.carry() if self.tableau.fsal else None), rows
 
     # -- the solve ------------------------------------------------------------------------
 
@@ -346,6 +491,8 @@ class RungeKutta(Solver):
                 channels = check_channels(error_channels, y.shape[-1])
             result = self._adaptive(
                 fv,
+                f,
+                shape,
                 y,
                 times,
                 out,
@@ -358,15 +505,18 @@ class RungeKutta(Solver):
             )
         elif step_grid is not None:
             grid = check_step_grid(step_grid, times[0], times[-1])
-            result = self._fixed(fv, y, times, out, len(grid) - 1, max_steps, records, grid)
+            result = self._fixed(
+                fv, f, shape, y, times, out, len(grid) - 1, max_steps, records, grid
+            )
         else:
             if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
                 raise ValueError(
                     f"`n_steps` must be a positive int for the fixed-step solver {self.name!r}; "
                     f"got {n_steps!r}"
                 )
-            result = self._fixed(fv, y, times, out, n_steps, max_steps, records)
-        status, message, n_acc, n_rej, t_reached = result
+            result = self._fixed(fv, f, shape, y, times, out, n_steps, max_steps, records)
+        status, message, n_acc, n_rej, t_reached, nfe_buffered = result
+        nfe += nfe_buffered
         ys = out.stack(y)
         if status == Status.OK and not bool(torch.isfinite(ys).all()):
             finite = torch.isfinite(ys).reshape(len(times), -1).all(dim=1).tolist()
@@ -388,15 +538,18 @@ class RungeKutta(Solver):
             steps=records,
         )
 
-    def _emit(self, out, fv, t, y, k1, t1, y1, h, ks, pending):
+    def _emit(self, out, eng, t, y, k1, t1, y1, h):
         """Dense output for the accepted step ``[t, t1]``; returns a pending Hermite job."""
+        if out.quiet(t, t1):
+            return None
         interior = out.due(t, t1, y1)
         if not interior:
             return None
         thetas = [th for _, th in interior]
         if self.interpolation == "hermite" and not self.tableau.fsal:
-            return (interior, y, k1, y1, h, thetas)  # needs f(t1, y1): the next step's k1
-        out.put(interior, self._dense(y, k1, y1, h, ks, thetas, None))
+            # needs f(t1, y1): the next step's k1, which overwrites a buffered k1
+            return (interior, y, eng.keep(k1), y1, h, thetas)
+        out.put(interior, self._dense(y, k1, y1, h, eng, thetas, None))
         return None
 
     @staticmethod
@@ -404,96 +557,123 @@ class RungeKutta(Solver):
         interior, y, k1, y1, h, thetas = pending
         out.put(interior, dense.cubic_hermite(y, k1, y1, f1, h, thetas))
 
-    def _fixed(self, fv, y, times, out, n_steps, max_steps, records, grid=None):
+    def _engine(self, fv, f, shape, co, y, k1):
+        """The stage engine and the context to run the loop in.
+
+        Buffered (in place, under ``no_grad``) unless autograd would record the solve: grad mode
+        is on and the state or ``f(t0, y0)`` requires a gradient. ``k1`` is that first
+        evaluation (a row ``[1, N]``)."""
+        recorded = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
+        if recorded or k1.shape != y.shape or k1.dtype != y.dtype or k1.device != y.device:
+            return _GraphStages(self, fv, co), contextlib.nullcontext()
+        return _BufferedStages(self.tableau, f, shape, co, y), torch.no_grad()
+
+    def _fixed(self, fv, f, shape, y, times, out, n_steps, max_steps, records, grid=None):
         co = self._coefficients(y)
         uniform = grid is None
         if uniform:
             grid, h = fixed_grid(times[0], times[-1], n_steps)
         limit = n_steps if max_steps is None else min(n_steps, max_steps)
         fsal = self.tableau.fsal
-        k1 = None
+        k1 = fv(grid[0], y)
+        eng, mode = self._engine(fv, f, shape, co, y, k1)
+        carried = None
         pending = None
-        for n in range(limit):
-            tn = grid[n]
-            if not uniform:
-                h = grid[n + 1] - tn
-            carried = k1
-            if k1 is None:
-                k1 = fv(tn, y)
-                if pending is not None:
-                    self._resolve(out, pending, k1)
-                    pending = None
-            if records is not None:
-                records.append(StepRecord(tn, h, grid[n + 1], y, carried))
-            ks, y1 = self._stages(fv, tn, y, k1, h, co)
-            pending = self._emit(out, fv, tn, y, k1, grid[n + 1], y1, h, ks, pending)
-            y, k1 = y1, (ks[-1] if fsal else None)
+        with mode:
+            for n in range(limit):
+                tn = grid[n]
+                t1 = grid[n + 1]
+                if not uniform:
+                    h = t1 - tn
+                if k1 is None:
+                    k1 = eng.first(tn, y)
+                    if pending is not None:
+                        self._resolve(out, pending, k1)
+                        pending = None
+                if records is not None:
+                    records.append(StepRecord(tn, h, t1, y, carried))
+                y1 = eng.step(tn, y, k1, h)
+                pending = self._emit(out, eng, tn, y, k1, t1, y1, h)
+                y = y1
+                if fsal:
+                    k1 = eng.carry()
+                    carried = k1 if records is None else eng.keep(k1)
+                else:
+                    k1 = None
         t_end = grid[limit]
         if pending is not None:
             self._resolve(out, pending, fv(t_end, y))
         if limit < n_steps:
             msg = f"stopped after max_steps={max_steps} of n_steps={n_steps} steps"
-            return Status.MAX_STEPS, msg, limit, 0, t_end
-        return Status.OK, "", limit, 0, t_end
+            return Status.MAX_STEPS, msg, limit, 0, t_end, eng.nfe
+        return Status.OK, "", limit, 0, t_end, eng.nfe
 
-    def _adaptive(self, fv, y, times, out, rtol, atol, max_steps, state_dim, channels, records):
+    def _adaptive(
+        self, fv, f, shape, y, times, out, rtol, atol, max_steps, state_dim, channels, records
+    ):
         co = self._coefficients(y)
         tab = self.tableau
+        fsal = tab.fsal
         t, t_end = times[0], times[-1]
         direction = 1.0 if t_end > t else -1.0
         hmax = abs(t_end - t)
         ctrl = HairerController(
             q=(tab.error_order or tab.order - 1) + 1, hmax=hmax, **self.controller_options
         )
+        decide = ctrl.decide
         eps = out.eps
         k1 = fv(t, y)
         q_init = min(tab.order, (tab.error_order or tab.order)) + 1
         h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim, channels)
+        eng, mode = self._engine(fv, f, shape, co, y, k1)
+        e = co.e
         carried = None
         n_acc = n_rej = bad = 0
         pending = None
         status, message = Status.OK, ""
-        while True:
-            if n_acc + n_rej >= max_steps:
-                status = Status.MAX_STEPS
-                message = f"reached max_steps={max_steps} attempted steps at t = {t:g}"
-                break
-            if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
-                status = Status.STEP_TOO_SMALL
-                message = f"step size {abs(h):.3g} too small at t = {t:g}"
-                break
-            h, last = clip_to_end(t, h, t_end)
-            if k1 is None:
-                k1 = fv(t, y)
-                if pending is not None:
-                    self._resolve(out, pending, k1)
-                    pending = None
-            ks, y1 = self._stages(fv, t, y, k1, h, co)
-            with torch.no_grad():
-                err_raw = torch.mm(co.e, torch.cat(ks))
-            err = error_norm(err_raw, h, y, y1, rtol, atol, state_dim, channels)
-            accepted, h_new = ctrl.decide(err, h)
-            if accepted:
-                n_acc += 1
-                bad = 0
-                t1 = t_end if last else t + h
-                if records is not None:
-                    records.append(StepRecord(t, h, t1, y, carried))
-                pending = self._emit(out, fv, t, y, k1, t1, y1, h, ks, pending)
-                t, y = t1, y1
-                k1 = ks[-1] if tab.fsal else None
-                carried = k1
-                if last:
+        with mode:
+            while True:
+                if n_acc + n_rej >= max_steps:
+                    status = Status.MAX_STEPS
+                    message = f"reached max_steps={max_steps} attempted steps at t = {t:g}"
                     break
-            else:
-                n_rej += 1
-                if not math.isfinite(err):
-                    bad += 1
-                    if bad >= 10:
-                        status = Status.NONFINITE
-                        message = f"the error estimate stayed inf/NaN near t = {t:g}"
+                if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
+                    status = Status.STEP_TOO_SMALL
+                    message = f"step size {abs(h):.3g} too small at t = {t:g}"
+                    break
+                h, last = clip_to_end(t, h, t_end)
+                if k1 is None:
+                    k1 = eng.first(t, y)
+                    if pending is not None:
+                        self._resolve(out, pending, k1)
+                        pending = None
+                y1 = eng.step(t, y, k1, h)
+                err = error_norm(eng.error(e), h, y, y1, rtol, atol, state_dim, channels)
+                accepted, h_new = decide(err, h)
+                if accepted:
+                    n_acc += 1
+                    bad = 0
+                    t1 = t_end if last else t + h
+                    if records is not None:
+                        records.append(StepRecord(t, h, t1, y, carried))
+                    pending = self._emit(out, eng, t, y, k1, t1, y1, h)
+                    t, y = t1, y1
+                    if fsal:
+                        k1 = eng.carry()
+                        carried = k1 if records is None else eng.keep(k1)
+                    else:
+                        k1 = carried = None
+                    if last:
                         break
-            h = h_new
+                else:
+                    n_rej += 1
+                    if not math.isfinite(err):
+                        bad += 1
+                        if bad >= 10:
+                            status = Status.NONFINITE
+                            message = f"the error estimate stayed inf/NaN near t = {t:g}"
+                            break
+                h = h_new
         if pending is not None:
             self._resolve(out, pending, fv(t, y))
-        return status, message, n_acc, n_rej, t
+        return status, message, n_acc, n_rej, t, eng.nfe

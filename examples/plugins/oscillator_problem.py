@@ -27,7 +27,8 @@ def _exact(t: np.ndarray) -> np.ndarray:
     decay = np.exp(-ZETA * W * t)
     a, b = X0, (V0 + ZETA * W * X0) / wd
     x = decay * (a * np.cos(wd * t) + b * np.sin(wd * t))
-    v = decay * ((b * wd - ZETA * W * a) * np.cos(wd * t) - (a * wd + ZETA * W * b) * np.sin(wd * t))
+    c, s = np.cos(wd * t), np.sin(wd * t)
+    v = decay * ((b * wd - ZETA * W * a) * c - (a * wd + ZETA * W * b) * s)
     return np.stack([x, v], axis=-1)
 
 

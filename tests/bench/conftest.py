@@ -21,15 +21,37 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             continue
         stats = bench.stats
         rows.append((info.get("batch", 1), bench.name, stats.median / n, stats.min / n, n))
-    if not rows:
-        return
     tr = terminalreporter
+    if rows:
+        _step_table(tr, rows)
+    _gradient_table(tr, session)
+
+
+def _step_table(tr, rows) -> None:
     tr.write_sep("-", "time per attempted step (median, min of one solve / its steps)")
-    tr.write_line(f"{'batch':>5}  {'benchmark':<48} {'median':>10} {'min':>10} {'steps':>6} "
-                  f"{'x fastest':>9}")
+    tr.write_line(
+        f"{'batch':>5}  {'benchmark':<48} {'median':>10} {'min':>10} {'steps':>6} {'x fastest':>9}"
+    )
     for batch in sorted({r[0] for r in rows}):
         group = sorted((r for r in rows if r[0] == batch), key=lambda r: r[2])
         fastest = group[0][2]
         for b, name, med, mn, n in group:
-            tr.write_line(f"{b:>5}  {name:<48} {med * 1e6:>8.1f}us {mn * 1e6:>8.1f}us {n:>6} "
-                          f"{med / fastest:>9.2f}")
+            tr.write_line(
+                f"{b:>5}  {name:<48} {med * 1e6:>8.1f}us {mn * 1e6:>8.1f}us {n:>6} "
+                f"{med / fastest:>9.2f}"
+            )
+
+
+def _gradient_table(tr, session) -> None:
+    rows = [b for b in session.benchmarks if "saved_mib" in (b.extra_info or {})]
+    if not rows:
+        return
+    tr.write_sep("-", "gradient modes: saved memory (peak), NFE, time of forward + backward")
+    tr.write_line(f"{'benchmark':<44} {'saved MiB':>11} {'nfe fwd':>8} {'nfe bwd':>8} "
+                  f"{'median s':>9} {'vs backprop':>12}")
+    for b in rows:
+        info = b.extra_info
+        diff = info.get("grad_rel_diff_backprop")
+        tr.write_line(f"{b.name:<44} {info['saved_mib']:>11.3f} {info['nfe']:>8} "
+                      f"{info['nfe_backward']:>8} {b.stats.median:>9.4f} "
+                      f"{'' if diff is None else f'{diff:.1e}':>12}")

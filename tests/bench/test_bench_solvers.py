@@ -3,6 +3,14 @@
 rtol = atol = 1e-6, float64, t in [0, 10]; batch 1 (state [2]) and batch 1000 (state
 [1000, 2]). ``extra_info`` stores the attempted steps, so time per step is
 ``stats.mean / extra_info["n_steps"]``. Run with ``pytest tests/bench --benchmark-enable``.
+
+torchdiffeq 0.2.5 and torchode (both DOPRI5, same tolerances; torchode with its
+``IntegralController``) run beside ours when installed, for issue 5's ratios.
+
+Two more rows put our per-step cost in context: ``rk4`` with 100 fixed steps (the fixed-step
+path of the same engine), and one call of the right-hand side alone (``n_steps=1``, so its
+"time per step" is the time per call). Our overhead beyond ``f`` is then
+``(dopri5 per step - 6 * rhs call) / (6 * rhs call)`` (DOPRI5 with FSAL: 6 calls a step).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import pytest
 import torch
 from scipy.integrate import ode, solve_ivp
 
-from solvers.builtin import dopri5
+from solvers.builtin import dopri5, rk4
 
 TOL = 1e-6
 T_END = 10.0
@@ -42,11 +50,7 @@ def initial(batch: int) -> np.ndarray:
 @pytest.mark.parametrize("batch", [1, 1000])
 def test_bench_dopri5_torch(benchmark, batch: int) -> None:
     solver = dopri5()
-    y0 = (
-        torch.from_numpy(initial(batch)).reshape(2)
-        if batch == 1
-        else torch.from_numpy(initial(batch))
-    )
+    y0 = torch_initial(batch)
     t = torch.tensor([0.0, T_END], dtype=torch.float64)
     sol = benchmark(solver.solve, lv_torch, y0, t, rtol=TOL, atol=TOL)
     benchmark.extra_info.update(
@@ -56,6 +60,30 @@ def test_bench_dopri5_torch(benchmark, batch: int) -> None:
         nfe=sol.nfe,
         batch=batch,
     )
+
+
+def torch_initial(batch: int) -> torch.Tensor:
+    y0 = torch.from_numpy(initial(batch))
+    return y0.reshape(2) if batch == 1 else y0
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_bench_rk4_torch(benchmark, batch: int) -> None:
+    solver = rk4()
+    t = torch.tensor([0.0, T_END], dtype=torch.float64)
+    sol = benchmark(solver.solve, lv_torch, torch_initial(batch), t, n_steps=100)
+    benchmark.extra_info.update(n_steps=sol.n_steps, nfe=sol.nfe, batch=batch)
+
+
+@pytest.mark.parametrize("grad", ["no_grad", "grad_enabled"])
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_bench_rhs_call(benchmark, batch: int, grad: str) -> None:
+    """One call of ``lv_torch``. ``no_grad`` is how the solvers call it when nothing requires a
+    gradient; ``grad_enabled`` is a plain call from user code (autograd bookkeeping on)."""
+    y0 = torch_initial(batch)
+    with torch.set_grad_enabled(grad == "grad_enabled"):
+        benchmark(lv_torch, 0.0, y0)
+    benchmark.extra_info.update(n_steps=1, nfe=1, batch=batch)
 
 
 @pytest.mark.parametrize("batch", [1, 1000])
@@ -82,4 +110,42 @@ def test_bench_hairer_dopri5(benchmark, batch: int) -> None:
     nfcn, nstep, naccpt, nrejct = (int(x) for x in benchmark(run))
     benchmark.extra_info.update(
         n_steps=nstep, n_accepted=naccpt, n_rejected=nstep - naccpt, nfe=nfcn, batch=batch
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_bench_torchdiffeq_dopri5(benchmark, batch: int) -> None:
+    tde = pytest.importorskip("torchdiffeq")
+    y0 = torch_initial(batch)
+    t = torch.tensor([0.0, T_END], dtype=torch.float64)
+    calls = 0
+
+    def counted(tt, y):
+        nonlocal calls
+        calls += 1
+        return lv_torch(tt, y)
+
+    tde.odeint(counted, y0, t, rtol=TOL, atol=TOL, method="dopri5")
+    # f(t0), the initial-step probe, then 6 calls per attempted step (FSAL)
+    benchmark(tde.odeint, lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5")
+    benchmark.extra_info.update(n_steps=(calls - 2) // 6, nfe=calls, batch=batch)
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_bench_torchode_dopri5(benchmark, batch: int) -> None:
+    to = pytest.importorskip("torchode")
+    y0 = torch_initial(batch).reshape(-1, 2)
+    term = to.ODETerm(lv_torch)
+    controller = to.IntegralController(atol=TOL, rtol=TOL, term=term)
+    solver = to.AutoDiffAdjoint(to.Dopri5(term=term), controller)
+    t_eval = torch.tensor([0.0, T_END], dtype=torch.float64).repeat(y0.shape[0], 1)
+    problem = to.InitialValueProblem(y0=y0, t_eval=t_eval)
+    sol = benchmark(solver.solve, problem)
+    if int(sol.status.max()) != 0:
+        raise RuntimeError(f"torchode failed: status {sol.status.tolist()}")
+    benchmark.extra_info.update(
+        n_steps=int(sol.stats["n_steps"].max()),
+        n_accepted=int(sol.stats["n_accepted"].max()),
+        nfe=int(sol.stats["n_f_evals"].max()),
+        batch=batch,
     )

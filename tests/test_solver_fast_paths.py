@@ -1,0 +1,121 @@
+"""The RK engine's fast paths give what the general paths give.
+
+- A solve autograd does not record runs its stages in place in one buffer
+  (``solvers.rk._BufferedStages``); one it records runs them out of place
+  (``solvers.rk._GraphStages``). Both must take the same steps and return the same numbers.
+- A small CPU float64 state takes the error norm in Python floats
+  (``solvers.control._error_norm_host``); it must agree with the tensor norm to rounding,
+  NaN and inf included.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from solvers import control
+from solvers.rk import RungeKutta
+from solvers.tableaux import DOPRI5, RK4
+
+
+def lotka_volterra(t, y):
+    x, v = y[..., 0], y[..., 1]
+    return torch.stack((1.5 * x - x * v, -3.0 * v + x * v), dim=-1)
+
+
+CASES = [
+    pytest.param(RungeKutta(DOPRI5), {"rtol": 1e-6, "atol": 1e-8}, id="dopri5-continuous"),
+    pytest.param(
+        RungeKutta(DOPRI5, interpolation="hermite"),
+        {"rtol": 1e-5, "atol": 1e-8},
+        id="dopri5-hermite",
+    ),
+    pytest.param(RungeKutta(RK4), {"n_steps": 37}, id="rk4-hermite-pending"),
+    pytest.param(RungeKutta(RK4, interpolation="linear"), {"n_steps": 20}, id="rk4-linear"),
+]
+
+
+def _solve_both(solver, y0, t, **kw):
+    with torch.no_grad():
+        fast = solver.solve(lotka_volterra, y0, t, **kw)
+    y_rec = y0.clone().requires_grad_(True)
+    slow = solver.solve(lotka_volterra, y_rec, t, **kw)
+    assert slow.ys.requires_grad and not fast.ys.requires_grad
+    return fast, slow
+
+
+@pytest.mark.parametrize("shape", [(2,), (5, 2)], ids=["single", "batch"])
+@pytest.mark.parametrize("solver, kw", CASES)
+def test_buffered_solve_matches_the_recorded_solve(solver, kw, shape) -> None:
+    y0 = (1.0 + 0.1 * torch.arange(math.prod(shape), dtype=torch.float64)).reshape(shape)
+    t = torch.linspace(0.0, 5.0, 13, dtype=torch.float64)  # outputs inside steps
+    fast, slow = _solve_both(solver, y0, t, **kw)
+    assert (fast.n_accepted, fast.n_rejected, fast.nfe) == (
+        slow.n_accepted,
+        slow.n_rejected,
+        slow.nfe,
+    )
+    torch.testing.assert_close(fast.ys, slow.ys.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("solver, kw", CASES[:1] + CASES[2:3])
+def test_buffered_solve_records_the_steps_the_recorded_solve_records(solver, kw) -> None:
+    y0 = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    t = torch.tensor([0.0, 3.0], dtype=torch.float64)
+    fast, slow = _solve_both(solver, y0, t, record_steps=True, **kw)
+    assert len(fast.steps) == len(slow.steps)
+    for a, b in zip(fast.steps, slow.steps, strict=True):
+        assert (a.t, a.h, a.t1) == (b.t, b.h, b.t1)
+        torch.testing.assert_close(a.y, b.y.detach(), rtol=0, atol=0)
+        assert (a.k1 is None) == (b.k1 is None)
+        if a.k1 is not None:  # a copy, not a view of the stage buffer
+            torch.testing.assert_close(a.k1, b.k1.detach(), rtol=0, atol=0)
+
+
+def test_buffered_solve_accepts_a_rhs_that_returns_another_shape_of_the_same_size() -> None:
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    solver = RungeKutta(DOPRI5)
+    ref = solver.solve(lotka_volterra, y0, t)
+    flat = solver.solve(lambda tt, y: lotka_volterra(tt, y).reshape(-1), y0, t)
+    assert flat.n_steps == ref.n_steps
+    torch.testing.assert_close(flat.ys, ref.ys, rtol=0, atol=0)
+
+
+def _tensor_norm(*args) -> float:
+    old, control.HOST_NORM_MAX = control.HOST_NORM_MAX, -1
+    try:
+        with torch.no_grad():
+            return control.error_norm(*args)
+    finally:
+        control.HOST_NORM_MAX = old
+
+
+SPECIAL = [0.0, math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_error_norm_in_python_floats_matches_the_tensor_norm(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    n = [1, 2, 3, 4, 6, 8, 12, 16][seed % 8]
+    dims = [k for k in (1, 2, n) if n % k == 0]  # trajectories of d elements
+    d = dims[seed % len(dims)]
+
+    def row(scale):
+        x = torch.randn(1, n, dtype=torch.float64, generator=gen) * scale
+        if seed % 5 == 0:
+            x[0, seed % n] = SPECIAL[(seed // 5) % 4]
+        return x
+
+    err, y_old, y_new = row(1e-6), row(1.0), row(1.0)
+    if seed % 7 == 0:
+        y_old.zero_(), y_new.zero_()
+    atol = 0.0 if seed % 3 == 0 else 1e-9
+    args = (err, 0.37, y_old, y_new, 1e-6, atol, d)
+    fast, ref = control.error_norm(*args), _tensor_norm(*args)
+    if math.isnan(ref):
+        assert math.isnan(fast)
+    else:
+        assert fast == pytest.approx(ref, rel=1e-14, abs=0)
