@@ -206,6 +206,9 @@ def _problem_table() -> tuple[dict[str, frozenset[str]], dict[str, dict], list[s
             "n_times": int(prob.t.shape[0]),
             "ref_kind": str(prob.reference.kind),
             "ref_provenance": prob.reference.provenance,
+            "atol": prob.atol,
+            "rtol": prob.rtol,
+            "max_steps": prob.max_steps,
             "description": prob.description,
             "citation": prob.citation,
             "source": entry.source,
@@ -353,7 +356,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     problem_tags, problem_info, p_notes = _problem_table()
     filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
                       grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes)
-    plan = expand(suite, problem_tags, filters)
+    scales = {n: (i["atol"], i["rtol"]) for n, i in problem_info.items() if "atol" in i}
+    plan = expand(suite, problem_tags, filters, scales)
     for note in p_notes + plan.notes:
         print(f"note: {note}", file=sys.stderr)
 

@@ -122,8 +122,9 @@ def _error_row(case: Case, status: str, message: str, started: str, wall: float)
 
 def solve_kwargs(case: Case, solver: Solver, problem: Any) -> dict[str, Any]:
     if solver.adaptive:
-        max_steps = case.max_steps or getattr(problem, "max_steps", None)
-        return {"rtol": case.rtol, "atol": case.atol, "max_steps": max_steps}
+        # The problem's budget is there to stop explicit solvers on stiff problems quickly.
+        budget = None if getattr(solver, "implicit", False) else problem.max_steps
+        return {"rtol": case.rtol, "atol": case.atol, "max_steps": case.max_steps or budget}
     return {"n_steps": case.n_steps}
 
 

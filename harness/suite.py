@@ -37,7 +37,9 @@ class Suite:
     solvers: tuple[str, ...] | None = None  # None: every registered solver
     tags: tuple[str, ...] | None = None  # keep problems with any of these tags
     rtol: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
-    atol: tuple[float, ...] | None = None  # None: the same as rtol, pairwise
+    # None: rtol times the problem's own ratio atol/rtol (1 for most problems; the stiff
+    # test-set problems declare small absolute scales), pairwise with rtol
+    atol: tuple[float, ...] | None = None
     steps: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048)
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float64",)
@@ -294,19 +296,25 @@ def _narrow(given: tuple[str, ...] | None, keep: tuple[str, ...] | None) -> tupl
 
 
 def expand(
-    suite: Suite, problem_tags: dict[str, frozenset[str]], filters: Filters | None = None
+    suite: Suite,
+    problem_tags: dict[str, frozenset[str]],
+    filters: Filters | None = None,
+    problem_scales: dict[str, tuple[float, float]] | None = None,
 ) -> Plan:
     """Check the suite against the registries and expand it, and its includes, into cases.
 
     ``problem_tags`` maps each registered problem to its tags (the caller builds the problems).
     ``filters`` (the command line's selection) narrows the included suites: their solvers,
     problems and gradient modes are intersected with it, devices and dtypes replaced.
+    ``problem_scales`` maps a problem to its error scales ``(atol, rtol)``; where the suite
+    gives no ``atol``, a case's atol is its rtol times the problem's ``atol / rtol``.
     """
     filters = filters or Filters()
     # Solvers the user named (on the command line or in a suite file) must do the gradient
     # modes asked for; of a built-in suite's solvers, those that cannot are skipped.
     named = filters.solvers is not None or not suite.source.startswith("built-in")
-    plan = _expand_one(suite, problem_tags, strict_modes=named)
+    scales = problem_scales or {}
+    plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales)
     seen = {c.case_id for c in plan.cases}
     for name in suite.include:
         if name not in BUILTIN_SUITES or name == suite.name:
@@ -327,7 +335,7 @@ def expand(
         )
         if not narrowed.solvers or not narrowed.problems or not narrowed.grad_modes:
             continue
-        part = _expand_one(narrowed, problem_tags, quiet_empty=True)
+        part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales)
         plan.notes.extend(part.notes)
         for case in part.cases:
             if case.case_id not in seen:
@@ -341,6 +349,20 @@ def expand(
     if not plan.cases:
         raise SuiteError("the selection leaves no case to run")
     return plan
+
+
+def _pairs_for(
+    pairs: list[tuple[float, float]], suite: Suite, scale: tuple[float, float] | None
+) -> list[tuple[float, float]]:
+    """Tolerance pairs for one problem: with no atol in the suite, rtol times the problem's
+    atol/rtol ratio (rounded to 3 significant digits, so case ids stay readable)."""
+    if suite.atol is not None or scale is None:
+        return pairs
+    atol, rtol = scale
+    ratio = atol / rtol
+    if ratio == 1.0:
+        return pairs
+    return [(r, float(f"{r * ratio:.3g}")) for r, _ in pairs]
 
 
 def _check_grad_modes(modes: Iterable[str]) -> None:
@@ -370,6 +392,7 @@ def _expand_one(
     problem_tags: dict[str, frozenset[str]],
     quiet_empty: bool = False,
     strict_modes: bool = False,
+    scales: dict[str, tuple[float, float]] | None = None,
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
@@ -420,7 +443,7 @@ def _expand_one(
                             common = dict(problem=p, solver=s, device=device, dtype=dtype,
                                           batch=b, grad_mode=mode, kind=kind)
                             if solver.adaptive:
-                                for r, a in pairs:
+                                for r, a in _pairs_for(pairs, suite, (scales or {}).get(p)):
                                     cases.append(
                                         Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
                                     )

@@ -91,6 +91,8 @@ class Solver:
     Capabilities are declared, so the harness can refuse a bad combination before the run:
 
     - ``adaptive``: picks its own steps from ``rtol``/``atol`` (else needs ``n_steps``);
+    - ``implicit``: an implicit (stiff) method; a problem's ``max_steps``, a budget that stops
+      explicit solvers on stiff problems, does not apply to it;
     - ``differentiable``: a torch solver autograd can record (``backprop``);
     - ``grad_modes``: the gradient modes it supports.
     """
@@ -98,6 +100,7 @@ class Solver:
     name: str = ""
     order: int = 0
     adaptive: bool = False
+    implicit: bool = False  # made for stiff problems: an explicit-solver step budget is not its
     differentiable: bool = True
     grad_modes: tuple[GradMode, ...] = (GradMode.NONE, GradMode.BACKPROP)
     kind: str = ""  # a few words for `list`, e.g. "explicit RK, adaptive"

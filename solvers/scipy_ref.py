@@ -65,6 +65,7 @@ class ScipyReference(Solver):
         self.name = f"scipy-{method.lower()}"
         implicit = method in ("Radau", "BDF", "LSODA")
         self.kind = "scipy reference, " + ("implicit/stiff" if implicit else "explicit RK")
+        self.implicit = implicit
         self.description = f"scipy.integrate.{method}, driven step by step"
 
     def solve(
