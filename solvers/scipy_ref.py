@@ -105,7 +105,9 @@ class ScipyReference(Solver):
         out = OutputCollector(times, y_start, np.finfo(np.float64).eps)
         status, message = Status.OK, ""
         n_acc = dense_calls = 0
-        with torch.no_grad():
+        # numpy's overflow/invalid warnings inside scipy are how a blow-up starts; the status
+        # and message report it, so they are silenced rather than printed mid-run
+        with torch.no_grad(), np.errstate(all="ignore"):
             try:
                 solver = getattr(si, self.method)(
                     fun, times[0], y_start[0].numpy().copy(), times[-1], rtol=rtol, atol=atol
