@@ -75,10 +75,10 @@ BUILTIN_SUITES: dict[str, Suite] = {
         steps=(32, 64, 128, 256, 512),
         min_time=0.02,
         max_time=0.25,
-        include=("gradients",),
+        include=("gradients-lite",),
         source="built-in suite 'default': a cross-section of the problems (each family; "
         "--tags or --problems choose from all), every solver, tolerances 1e-3, 1e-6, 1e-9, "
-        "32..512 fixed steps, plus the 'gradients' suite",
+        "32..512 fixed steps, plus the 'gradients-lite' suite",
     ),
     "full": Suite(
         name="full",
@@ -98,6 +98,19 @@ BUILTIN_SUITES: dict[str, Suite] = {
         max_time=0.25,
         source="built-in suite 'gradients': backprop, adjoint, adjoint-seminorm and checkpoint "
         "on a learned field: rk4 at 10..10000 steps, dopri5 at tolerances 1e-3..1e-8",
+    ),
+    "gradients-lite": Suite(
+        name="gradients-lite",
+        problems=("mlp",),
+        solvers=("rk4", "dopri5"),
+        rtol=(1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+        steps=(10, 100, 1000),
+        batch=(16,),
+        grad_modes=GRAD_MODES,
+        min_time=0.02,
+        max_time=0.25,
+        source="built-in suite 'gradients-lite': the 'gradients' suite without its 10,000-step "
+        "point (which alone takes about two minutes); this is what the default suite includes",
     ),
     "quick": Suite(
         name="quick",

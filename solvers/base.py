@@ -24,6 +24,7 @@ class Status(enum.StrEnum):
     MAX_STEPS = "max_steps"  # the step (or NFE) budget ran out before the final time
     STEP_TOO_SMALL = "step_too_small"  # the step size fell below the floating-point limit
     NONFINITE = "nonfinite"  # the state or the error estimate became inf/NaN
+    STIFF = "stiff"  # the solver's own stiffness detection stopped it (Hairer's IDID = -4)
     ERROR = "error"  # anything else, with the message
 
 

@@ -24,8 +24,8 @@ with and without ``solout``): ``NFCN`` equals the calls of ``f``.
 
 ``max_steps`` is the code's ``NMAX`` (``nsteps``): attempted steps, the budget shared by all the
 calls (each gets what the previous ones left). Failures (``IDID < 0``): -2 -> ``max_steps``;
--3 (step size too small) -> ``step_too_small``; -4 (probably stiff) and -1 -> ``error`` with
-scipy's message.
+-3 (step size too small) -> ``step_too_small``; -4 (probably stiff) -> ``stiff``; -1 ->
+``error``; each with scipy's message.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ IDID = {
     -1: (Status.ERROR, "input is not consistent"),
     -2: (Status.MAX_STEPS, "larger nsteps (max_steps) is needed"),
     -3: (Status.STEP_TOO_SMALL, "step size becomes too small"),
-    -4: (Status.ERROR, "problem is probably stiff"),
+    -4: (Status.STIFF, "problem is probably stiff"),
 }
 
 
