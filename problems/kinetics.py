@@ -33,7 +33,7 @@ HW2 = "E. Hairer, G. Wanner, Solving Ordinary Differential Equations II, 2nd ed.
 # room for that. OREGO, POLLU and E5 (stiffness up to ~1e5, ~1e11, and a span of 1e13) are out of
 # reach of any explicit solver; a short budget ends such runs sooner with the same verdict.
 STEP_BUDGET = 20_000
-SHORT_STEP_BUDGET = 5_000
+SHORT_STEP_BUDGET = 2_000
 
 
 def _published_rows(name: str, t: np.ndarray, y_end: Sequence[float]) -> tuple[np.ndarray, object]:

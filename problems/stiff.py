@@ -43,7 +43,7 @@ from problems.references import RefCheck
 BARI = "Mazzia & Magherini, Test Set for IVP Solvers, release 2.4, Univ. of Bari"
 # Where no explicit solver can reach the end (ROBER to 1e11, VDPOL with stiffness ~1e6 over
 # about one period) a smaller budget ends such runs four times sooner with the same verdict.
-SHORT_STEP_BUDGET = 5_000
+SHORT_STEP_BUDGET = 2_000
 
 # ---------------------------------------------------------------------------------------------
 # robertson (ROBER)
