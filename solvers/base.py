@@ -8,6 +8,7 @@ time in ``t``. It never raises for a numerical failure: it returns a :class:`Sol
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,6 +123,28 @@ class Solver:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} order={self.order} adaptive={self.adaptive}>"
+
+
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+DEFAULT_MAX_STEPS = 100_000
+
+
+def tolerances(rtol: float | None, atol: float | None) -> tuple[float, float]:
+    """``(rtol, atol)`` with the defaults filled in; refuses values no solver can honour."""
+    rtol = DEFAULT_RTOL if rtol is None else float(rtol)
+    atol = DEFAULT_ATOL if atol is None else float(atol)
+    if not (rtol > 0 and math.isfinite(rtol)):
+        raise ValueError(f"`rtol` must be a finite number > 0; got {rtol}")
+    if not (atol >= 0 and math.isfinite(atol)):
+        raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
+    return rtol, atol
+
+
+def check_max_steps(max_steps: int | None) -> None:
+    """Refuse a step budget that is not a positive int (None: the solver's default)."""
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
 
 
 def check_times(t: torch.Tensor) -> None:

@@ -14,7 +14,16 @@ import torch
 from torch import nn
 
 from solvers import dense
-from solvers.base import RHS, GradMode, Solution, Solver, Status, StepRecord, check_times
+from solvers.base import (
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    StepRecord,
+    check_max_steps,
+    check_times,
+)
 from solvers.rk import OutputCollector, check_step_grid, fixed_grid
 
 
@@ -110,8 +119,7 @@ class EulerResNetSolver(Solver):
                 "`n_steps` must be a positive int for the fixed-step solver 'euler'; "
                 f"got {n_steps!r}"
             )
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        check_max_steps(max_steps)
         times = [float(x) for x in t.tolist()]
         limit = n_steps if max_steps is None else min(n_steps, max_steps)
         net = EulerResNet(f, times[0], times[-1], n_steps, grid)

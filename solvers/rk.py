@@ -30,7 +30,18 @@ from dataclasses import dataclass
 import torch
 
 from solvers import dense
-from solvers.base import RHS, GradMode, Solution, Solver, Status, StepRecord, check_times
+from solvers.base import (
+    DEFAULT_MAX_STEPS,
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    StepRecord,
+    check_max_steps,
+    check_times,
+    tolerances,
+)
 from solvers.control import (
     Channels,
     HairerController,
@@ -40,10 +51,6 @@ from solvers.control import (
     initial_step,
 )
 from solvers.tableaux import ButcherTableau
-
-DEFAULT_MAX_STEPS = 100_000
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-9
 
 
 def check_step_grid(step_grid: list[float], t0: float, t1: float) -> list[float]:
@@ -459,8 +466,7 @@ class RungeKutta(Solver):
         check_times(t)
         if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
             raise ValueError("`y0` must be a floating-point torch.Tensor")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        check_max_steps(max_steps)
         times = [float(x) for x in t.tolist()]
         shape = y0.shape
         y = y0.reshape(1, -1)
@@ -479,12 +485,7 @@ class RungeKutta(Solver):
         if step_grid is not None and self.adaptive:
             raise ValueError(f"`step_grid` needs a fixed-step solver; {self.name!r} is adaptive")
         if self.adaptive:
-            rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-            atol = DEFAULT_ATOL if atol is None else float(atol)
-            if not (rtol > 0 and math.isfinite(rtol)):
-                raise ValueError(f"`rtol` must be a finite number > 0; got {rtol}")
-            if not (atol >= 0 and math.isfinite(atol)):
-                raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
+            rtol, atol = tolerances(rtol, atol)
             state_dim = shape[-1] if len(shape) else 1
             channels = None
             if error_channels is not None:

@@ -21,14 +21,21 @@ with scipy's message.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.integrate as si
 import torch
 
-from solvers.base import RHS, GradMode, Solution, Solver, Status, check_times
-from solvers.rk import DEFAULT_ATOL, DEFAULT_MAX_STEPS, DEFAULT_RTOL, OutputCollector
+from solvers.base import (
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    check_max_steps,
+    check_times,
+    tolerances,
+)
+from solvers.rk import DEFAULT_MAX_STEPS, OutputCollector
 
 # method -> (classical order, calls per attempted step or None if not derivable)
 METHODS: dict[str, tuple[int, int | None]] = {
@@ -82,14 +89,8 @@ class ScipyReference(Solver):
         """Integrate with scipy; ``rtol`` (default 1e-6), ``atol`` (default 1e-9), ``max_steps``
         (accepted steps, default 100 000). ``n_steps`` is not used by an adaptive method."""
         check_times(t)
-        rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-        atol = DEFAULT_ATOL if atol is None else float(atol)
-        if not (rtol > 0 and math.isfinite(rtol)):
-            raise ValueError(f"`rtol` must be a finite number > 0; got {rtol}")
-        if not (atol >= 0 and math.isfinite(atol)):
-            raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        rtol, atol = tolerances(rtol, atol)
+        check_max_steps(max_steps)
         max_steps = max_steps or DEFAULT_MAX_STEPS
         shape, dtype, device = y0.shape, y0.dtype, y0.device
         times = [float(x) for x in t.tolist()]

@@ -30,7 +30,6 @@ calls (each gets what the previous ones left). Failures (``IDID < 0``): -2 -> ``
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -38,8 +37,17 @@ import torch
 from scipy.integrate import ode
 
 from harness.registry import register_solver
-from solvers.base import RHS, GradMode, Solution, Solver, Status, check_times
-from solvers.rk import DEFAULT_ATOL, DEFAULT_MAX_STEPS, DEFAULT_RTOL
+from solvers.base import (
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    check_max_steps,
+    check_times,
+    tolerances,
+)
+from solvers.rk import DEFAULT_MAX_STEPS
 
 CODES: dict[str, int] = {"dopri5": 5, "dop853": 8}  # Hairer's code -> classical order
 
@@ -84,14 +92,8 @@ class HairerSolver(Solver):
         """Integrate with Hairer's code to each time of ``t``; ``rtol`` (default 1e-6), ``atol``
         (default 1e-9), ``max_steps`` (attempted steps, default 100 000)."""
         check_times(t)
-        rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-        atol = DEFAULT_ATOL if atol is None else float(atol)
-        if not (rtol > 0 and math.isfinite(rtol)):
-            raise ValueError(f"`rtol` must be a finite number > 0; got {rtol}")
-        if not (atol >= 0 and math.isfinite(atol)):
-            raise ValueError(f"`atol` must be a finite number >= 0; got {atol}")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        rtol, atol = tolerances(rtol, atol)
+        check_max_steps(max_steps)
         budget = max_steps or DEFAULT_MAX_STEPS
         shape, dtype, device = y0.shape, y0.dtype, y0.device
         times = [float(x) for x in t.tolist()]

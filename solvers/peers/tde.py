@@ -50,10 +50,19 @@ import torch
 from torch import nn
 
 from harness.registry import register_solver
-from solvers.base import RHS, GradMode, Solution, Solver, Status, check_times
+from solvers.base import (
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    check_max_steps,
+    check_times,
+    tolerances,
+)
 from solvers.gradients.common import BackwardStats
 from solvers.peers import optional_import
-from solvers.rk import DEFAULT_ATOL, DEFAULT_MAX_STEPS, DEFAULT_RTOL
+from solvers.rk import DEFAULT_MAX_STEPS
 
 MISSING: list[str] = []
 torchdiffeq = optional_import("torchdiffeq", MISSING)
@@ -136,10 +145,8 @@ class TorchdiffeqSolver(Solver):
 
     def _options(self, t: torch.Tensor, rtol, atol, n_steps, max_steps) -> dict[str, Any]:
         if self.adaptive:
-            rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-            atol = DEFAULT_ATOL if atol is None else float(atol)
-            if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-                raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+            rtol, atol = tolerances(rtol, atol)
+            check_max_steps(max_steps)
             opts = {"max_num_steps": max_steps or DEFAULT_MAX_STEPS}
             return {"rtol": rtol, "atol": atol, "method": self.method, "options": opts}
         if not isinstance(n_steps, int) or n_steps < 1:

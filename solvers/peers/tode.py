@@ -41,9 +41,18 @@ from __future__ import annotations
 import torch
 
 from harness.registry import register_solver
-from solvers.base import RHS, GradMode, Solution, Solver, Status, check_times
+from solvers.base import (
+    RHS,
+    GradMode,
+    Solution,
+    Solver,
+    Status,
+    check_max_steps,
+    check_times,
+    tolerances,
+)
 from solvers.peers import optional_import
-from solvers.rk import DEFAULT_ATOL, DEFAULT_MAX_STEPS, DEFAULT_RTOL
+from solvers.rk import DEFAULT_MAX_STEPS
 
 MISSING: list[str] = []
 torchode = optional_import("torchode", MISSING)
@@ -94,10 +103,8 @@ class TorchodeSolver(Solver):
         """``AutoDiffAdjoint(...).solve``; ``rtol``/``atol``/``max_steps`` as documented above;
         ``n_steps`` is not used by an adaptive method."""
         check_times(t)
-        rtol = DEFAULT_RTOL if rtol is None else float(rtol)
-        atol = DEFAULT_ATOL if atol is None else float(atol)
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"`max_steps` must be a positive int or None; got {max_steps!r}")
+        rtol, atol = tolerances(rtol, atol)
+        check_max_steps(max_steps)
         if y0.ndim == 0:
             raise ValueError("`y0` must have at least one dimension (the state)")
         shape = y0.shape
