@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -97,27 +98,29 @@ def test_case_timeout_becomes_a_timeout_row(tmp_path):
 
 
 def test_ctrl_c_keeps_finished_cases_writes_report_and_resume_finishes(tmp_path):
+    # The plugin sleeps as long as the environment says: long in the run that gets Ctrl-C (so
+    # the signal surely lands mid-run, however loaded the machine), not at all on resume.
     plugin = tmp_path / "slow.py"
     plugin.write_text(
-        "import time\n"
+        "import os, time\n"
         "from harness.registry import register_solver\n"
         "from solvers.base import Solution, Solver\n"
         "@register_solver('slow')\n"
         "class Slow(Solver):\n"
         "    name = 'slow'; order = 1; adaptive = False\n"
         "    def solve(self, f, y0, t, n_steps=None, **kw):\n"
-        "        time.sleep(0.2)\n"
+        "        time.sleep(float(os.environ.get('SLOW_PLUGIN_SLEEP', '0')))\n"
         "        f(t[0], y0)\n"
         "        ys = y0.expand(len(t), *y0.shape).clone()\n"
         "        return Solution(ys=ys, nfe=1, n_steps=1, n_accepted=1)\n"
     )
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "harness", "run", "--suite", "quick", "--plugin", str(plugin),
-           "--solvers", "slow",
-           "--problems", "linear", "--steps", "1,2,3,4,5,6,7,8,9,10", "--min-time", "0.01",
+           "--solvers", "slow", "--problems", "linear", "--steps", "1,2,3,4,5,6,7,8,9,10",
            "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    env = dict(os.environ, SLOW_PLUGIN_SLEEP="1.0")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     results = out / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
