@@ -119,8 +119,11 @@ def test_ctrl_c_keeps_finished_cases_writes_report_and_resume_finishes(tmp_path)
            "--solvers", "slow", "--problems", "linear", "--steps", "1,2,3,4,5,6,7,8,9,10",
            "--out", str(out), "--quiet"]
     env = dict(os.environ, SLOW_PLUGIN_SLEEP="1.0")
+    # A shell's background job starts with SIGINT ignored, and children inherit that: give
+    # the run the default disposition, as in a terminal, so Python turns it into Ctrl-C.
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = out / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
