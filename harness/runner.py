@@ -114,6 +114,59 @@ def _base_row(case: Case) -> dict[str, Any]:
     }
 
 
+def _described(row: dict[str, Any], solver: Solver, problem: Any) -> dict[str, Any]:
+    """Add what the solver is and where the problem's reference comes from."""
+    row.update(
+        solver_kind=solver.kind,
+        order=solver.order,
+        adaptive=solver.adaptive,
+        ref_kind=str(problem.reference.kind),
+        ref_provenance=problem.reference.provenance,
+    )
+    return row
+
+
+def _accuracy(ys: torch.Tensor, case: Case, problem: Any, ok: bool) -> Accuracy:
+    """The solution's accuracy against the problem's reference (batch broadcast); none if the
+    solve failed."""
+    if not ok:
+        return Accuracy.failed()
+    values = ys.detach().to("cpu", torch.float64).numpy()
+    ref = problem.reference.ys
+    if case.batch > 1:
+        ref = np.expand_dims(ref, 1)
+    return measure_accuracy(values, ref, atol=problem.atol, rtol=problem.rtol,
+                            scd_components=problem.extra.get("scd_components"))
+
+
+def _time(fn, case: Case, suite: Suite) -> Timing:
+    return time_call(fn, device=case.device, warmup=suite.warmup, min_time=suite.min_time,
+                     min_repeats=suite.min_repeats, max_time=suite.max_time)
+
+
+def _result_fields(sol: Solution, acc: Accuracy, timing: Timing) -> dict[str, Any]:
+    """The columns a solve and a gradient case share: counts, accuracy, time."""
+    return dict(
+        nfe_solver=sol.nfe,
+        n_steps=sol.n_steps,
+        n_accepted=sol.n_accepted,
+        n_rejected=sol.n_rejected,
+        t_reached=sol.t_reached,
+        err_max=acc.err_max,
+        err_final=acc.err_final,
+        err_rms_scaled=acc.err_rms_scaled,
+        scd=acc.scd,
+        mescd=acc.mescd,
+        time_median_s=timing.median,
+        time_iqr_s=timing.iqr,
+        time_min_s=timing.minimum,
+        cpu_median_s=timing.cpu_median,
+        repeats=timing.repeats,
+        time_samples_s=[round(x, 9) for x in timing.wall],
+        rss_peak_bytes=rss_peak_bytes(),
+    )
+
+
 def _error_row(case: Case, status: str, message: str, started: str, wall: float) -> dict:
     row = _base_row(case)
     row.update(status=status, message=message, started_at=started, wall_s=wall)
@@ -149,14 +202,7 @@ def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any
         return _run_gradient_case(case, problems, suite)
     solver = registry.make_solver(case.solver)
     problem = problems.get(case.problem, case.dtype, case.device)
-    row = _base_row(case)
-    row.update(
-        solver_kind=solver.kind,
-        order=solver.order,
-        adaptive=solver.adaptive,
-        ref_kind=str(problem.reference.kind),
-        ref_provenance=problem.reference.provenance,
-    )
+    row = _described(_base_row(case), solver, problem)
     y0 = problem.y0
     if case.batch > 1:
         y0 = y0.expand(case.batch, *y0.shape).clone()
@@ -186,52 +232,20 @@ def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any
                 f"expected {expected} (len(t), *y0.shape)"
             )
         status = Status(sol.status)
-        ys = sol.ys.detach().to("cpu", torch.float64).numpy()
-        ref = problem.reference.ys
-        if case.batch > 1:
-            ref = np.expand_dims(ref, 1)
-        acc = (
-            measure_accuracy(ys, ref, atol=problem.atol, rtol=problem.rtol,
-                             scd_components=problem.extra.get("scd_components"))
-            if status is Status.OK
-            else Accuracy.failed()
-        )
+        acc = _accuracy(sol.ys, case, problem, status is Status.OK)
         if status is Status.OK and not np.isfinite(acc.err_max):
             status, sol.message = Status.NONFINITE, "the solver returned non-finite values"
         timing = first
         # A solve that alone outlasts max_time is its own single sample: repeating it would
         # only spend time (its warm-up share is negligible at that length).
         if status is Status.OK and first.wall[0] < suite.max_time:
-            timing = time_call(
-                once,
-                device=case.device,
-                warmup=suite.warmup,
-                min_time=suite.min_time,
-                min_repeats=suite.min_repeats,
-                max_time=suite.max_time,
-            )
+            timing = _time(once, case, suite)
     row.update(
         status=str(status),
         message=sol.message or "",
         nfe=nfe,
-        nfe_solver=sol.nfe,
-        n_steps=sol.n_steps,
-        n_accepted=sol.n_accepted,
-        n_rejected=sol.n_rejected,
-        t_reached=sol.t_reached,
-        err_max=acc.err_max,
-        err_final=acc.err_final,
-        err_rms_scaled=acc.err_rms_scaled,
-        scd=acc.scd,
-        mescd=acc.mescd,
-        time_median_s=timing.median,
-        time_iqr_s=timing.iqr,
-        time_min_s=timing.minimum,
-        cpu_median_s=timing.cpu_median,
-        repeats=timing.repeats,
-        time_samples_s=[round(s, 9) for s in timing.wall],
         mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
-        rss_peak_bytes=rss_peak_bytes(),
+        **_result_fields(sol, acc, timing),
     )
     return row
 
@@ -287,15 +301,8 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     mode = check_mode(solver, case.grad_mode)
     problem = problems.get(case.problem, case.dtype, case.device)
     ref = _GRADIENTS.reference_for(case, problems)
-    row = _base_row(case)
-    row.update(
-        solver_kind=solver.kind,
-        order=solver.order,
-        adaptive=solver.adaptive,
-        ref_kind=str(problem.reference.kind),
-        ref_provenance=problem.reference.provenance,
-        grad_ref_provenance=ref.provenance,
-    )
+    row = _described(_base_row(case), solver, problem)
+    row["grad_ref_provenance"] = ref.provenance
     f = CountingRHS(problem.f)
     params = tuple(p for p in f.parameters() if p.requires_grad)
     y0 = _batched(problem.y0, case.batch).requires_grad_(True)
@@ -343,14 +350,7 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     if status is Status.OK and not finite:
         status, message = Status.NONFINITE, "the gradient has inf/NaN entries"
 
-    ys = gs.ys.detach().to("cpu", torch.float64).numpy()
-    ref_ys = problem.reference.ys if case.batch == 1 else np.expand_dims(problem.reference.ys, 1)
-    acc = (
-        measure_accuracy(ys, ref_ys, atol=problem.atol, rtol=problem.rtol,
-                         scd_components=problem.extra.get("scd_components"))
-        if status is Status.OK
-        else Accuracy.failed()
-    )
+    acc = _accuracy(gs.ys, case, problem, status is Status.OK)
     nan = float("nan")
     g64 = tuple(None if g is None else g.detach().to("cpu", torch.float64) for g in grads)
     if status is Status.OK:
@@ -369,49 +369,26 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     if status is Status.OK:
         fwd_times.clear()
         bwd_times.clear()
-        timing = time_call(
-            forward_backward,
-            device=case.device,
-            warmup=suite.warmup,
-            min_time=suite.min_time,
-            min_repeats=suite.min_repeats,
-            max_time=suite.max_time,
-        )
+        timing = _time(forward_backward, case, suite)
     row.update(
         status=str(status),
         message=message,
         nfe=nfe,
-        nfe_solver=sol.nfe,
         nfe_backward=nfe_backward,
-        n_steps=sol.n_steps,
-        n_accepted=sol.n_accepted,
-        n_rejected=sol.n_rejected,
         n_steps_backward=back.n_steps,
         n_rejected_backward=back.n_rejected,
         status_backward=str(back.status),
-        t_reached=sol.t_reached,
-        err_max=acc.err_max,
-        err_final=acc.err_final,
-        err_rms_scaled=acc.err_rms_scaled,
-        scd=acc.scd,
-        mescd=acc.mescd,
         loss=float(loss.detach()),
         n_params=sum(p.numel() for p in params),
         grad_rel_err=err_all,
         grad_rel_err_y0=err_y0,
         grad_rel_err_theta=err_theta,
         grad_rel_diff_backprop=diff,
-        time_median_s=timing.median,
-        time_iqr_s=timing.iqr,
-        time_min_s=timing.minimum,
-        cpu_median_s=timing.cpu_median,
-        repeats=timing.repeats,
-        time_samples_s=[round(x, 9) for x in timing.wall],
         time_forward_median_s=_median(fwd_times),
         time_backward_median_s=_median(bwd_times),
         mem_saved_bytes=probe.peak_bytes,
         mem_cuda_peak_bytes=mem_cuda,
-        rss_peak_bytes=rss_peak_bytes(),
+        **_result_fields(sol, acc, timing),
     )
     return row
 
