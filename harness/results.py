@@ -73,6 +73,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_saved_bytes", "Int64", "bytes", "bytes autograd saves for backward"),
     Column("mem_cuda_peak_bytes", "Int64", "bytes", "peak CUDA memory of the case"),
     Column("rss_peak_bytes", "Int64", "bytes", "peak resident set size of the process"),
+    Column("rss_growth_bytes", "Int64", "bytes", "how much the case raised the process's peak "
+           "resident set size (0 when it stayed below an earlier peak)"),
     Column("grad_rel_err", "float64", "", "relative error of (dL/dy0, dL/dtheta) against the "
            "reference gradient"),
     Column("grad_rel_err_y0", "float64", "", "relative error of dL/dy0 alone"),
@@ -87,6 +89,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("status_backward", "string", "", "status of the backward pass"),
     Column("time_forward_median_s", "float64", "s", "median wall time of the forward pass"),
     Column("time_backward_median_s", "float64", "s", "median wall time of the backward pass"),
+    Column("time_forward_iqr_s", "float64", "s", "interquartile range of the forward time"),
+    Column("time_backward_iqr_s", "float64", "s", "interquartile range of the backward time"),
     Column("started_at", "string", "", "ISO time the case started"),
     Column("wall_s", "float64", "s", "wall time of the whole case, measurement included"),
 )

@@ -185,6 +185,7 @@ def run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]
     """Run one case and return its result row. Never raises except KeyboardInterrupt."""
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t_case = time.perf_counter()
+    rss_before = rss_peak_bytes()
     try:
         with _Timeout(suite.case_timeout):
             row = _run_case(case, problems, suite)
@@ -194,6 +195,7 @@ def run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]
         return _error_row(case, "error", _message(exc), started, time.perf_counter() - t_case)
     row["started_at"] = started
     row["wall_s"] = time.perf_counter() - t_case
+    row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
     return row
 
 
@@ -386,6 +388,8 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
         grad_rel_diff_backprop=diff,
         time_forward_median_s=_median(fwd_times),
         time_backward_median_s=_median(bwd_times),
+        time_forward_iqr_s=Timing(wall=fwd_times).iqr,
+        time_backward_iqr_s=Timing(wall=bwd_times).iqr,
         mem_saved_bytes=probe.peak_bytes,
         mem_cuda_peak_bytes=mem_cuda,
         **_result_fields(sol, acc, timing),

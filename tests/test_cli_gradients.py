@@ -30,6 +30,7 @@ def test_gradient_suite_measures_every_mode(tmp_path):
     # checkpoint is backprop's gradient; every gradient has an error against the reference
     assert rows.loc[("checkpoint", 40), "grad_rel_diff_backprop"] < 1e-12
     assert df["grad_rel_err"].notna().all() and (df["n_params"] > 0).all()
+    assert (df["rss_growth_bytes"] >= 0).all() and df["time_backward_iqr_s"].notna().all()
 
 
 def test_mode_a_named_solver_cannot_do_is_refused_before_the_run(tmp_path):
