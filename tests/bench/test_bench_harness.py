@@ -1,9 +1,10 @@
 """What the harness adds to a case: ``run_case`` against the bare solve it wraps.
 
 ``run_case`` on ``linear`` with ``rk4`` at 64 steps, with ``max_time = 0`` so that its one
-solve (the accuracy solve) is also its timing sample, beside the same solve called directly. ``extra_info["what"]`` tells them apart; the difference of the two
-medians is the harness's overhead per case (problem lookup, the counting wrapper, accuracy,
-the result row), measured in one run.
+solve (the accuracy solve) is also its timing sample, beside the same solve called directly.
+``extra_info["what"]`` tells them apart; the difference of the two medians is the harness's
+overhead per case (problem lookup, the counting wrapper, accuracy, the result row), measured
+in one run.
 """
 
 from __future__ import annotations
