@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import torch
 
 RHS = Callable[[torch.Tensor | float, torch.Tensor], torch.Tensor]
-"""``f(t, y) -> dy/dt``: torch ops, batched over leading dimensions of ``y``."""
+"""``f(t, y) -> dy/dt``: torch ops, batched over leading dimensions of ``y``.
+
+``t`` is a float for the solvers that step the whole batch together. Solvers that give each
+trajectory its own clock (``dopri5-pt``, torchode's) pass a tensor of shape
+``y.shape[:-1] + (1,)`` (0-d for a single trajectory), broadcastable against ``y``.
+"""
 
 
 class Status(enum.StrEnum):
@@ -85,6 +90,10 @@ class Solution:
     nfe: int = 0
     t_reached: float | None = None  # how far the solve got (the final time when ok)
     steps: list[StepRecord] | None = None  # the accepted steps, only with record_steps=True
+    # per-trajectory counts (solvers.per_trajectory.TrajectoryStats), only from a solver that
+    # gives each trajectory of a batch its own steps; then n_steps counts loop iterations and
+    # n_accepted/n_rejected are those of the trajectory that took the most attempts
+    trajectories: object | None = None
 
 
 class Solver:

@@ -33,6 +33,12 @@ def dopri5() -> RungeKutta:
     return RungeKutta(DOPRI5, name="dopri5", adaptive=True)
 
 
+@register_solver("dopri5-pt")
+def dopri5_per_trajectory() -> RungeKutta:
+    """dopri5 with a step size per trajectory of a batch (each takes the steps it would alone)."""
+    return RungeKutta(DOPRI5, name="dopri5-pt", adaptive=True, per_trajectory=True)
+
+
 def _scipy(method: str) -> None:
     register_solver(f"scipy-{method.lower()}")(lambda: ScipyReference(method))
 

@@ -50,6 +50,7 @@ from solvers.control import (
     error_norm,
     initial_step,
 )
+from solvers.per_trajectory import solve_per_trajectory
 from solvers.tableaux import ButcherTableau
 
 
@@ -321,6 +322,7 @@ class RungeKutta(Solver):
         fac1: float = 0.2,
         fac2: float = 10.0,
         beta: float = 0.04,
+        per_trajectory: bool = False,
         description: str = "",
     ) -> None:
         tableau.validate()
@@ -345,7 +347,18 @@ class RungeKutta(Solver):
         self.interpolation = interpolation
         self.controller_options = {"safe": safe, "fac1": fac1, "fac2": fac2, "beta": beta}
         HairerController(**self.controller_options)  # validate now, not mid-run
+        self.per_trajectory = per_trajectory
+        if per_trajectory:
+            if not self.adaptive or interpolation != "continuous":
+                raise ValueError(
+                    "`per_trajectory=True` needs an adaptive solver with the tableau's own "
+                    f"dense output; {tableau.name} is "
+                    f"{'fixed step' if not self.adaptive else interpolation + ' dense output'}"
+                )
+            self.grad_modes = (GradMode.NONE, GradMode.BACKPROP)
         steps = "adaptive" if self.adaptive else "fixed step"
+        if per_trajectory:
+            steps = "adaptive, a step size per trajectory"
         self.kind = f"explicit RK, {steps}"
         self.description = description or (
             f"{tableau.name} tableau, {tableau.stages} stages, {interpolation} dense output"
@@ -484,6 +497,16 @@ class RungeKutta(Solver):
             raise ValueError(f"`error_channels` needs an adaptive solver; {self.name!r} is not")
         if step_grid is not None and self.adaptive:
             raise ValueError(f"`step_grid` needs a fixed-step solver; {self.name!r} is adaptive")
+        if self.per_trajectory:
+            if error_channels is not None or record_steps:
+                raise ValueError(
+                    f"{self.name!r} gives each trajectory its own steps: `error_channels` and "
+                    "`record_steps` (the adjoint and checkpoint gradients) need shared steps"
+                )
+            return solve_per_trajectory(
+                self.tableau, self.controller_options, self.name, f, y0, times,
+                rtol=rtol, atol=atol, max_steps=max_steps or DEFAULT_MAX_STEPS,
+            )
         if self.adaptive:
             rtol, atol = tolerances(rtol, atol)
             state_dim = shape[-1] if len(shape) else 1

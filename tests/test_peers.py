@@ -21,6 +21,8 @@ from harness import registry
 from harness.measure.nfe import CountingRHS
 from solvers.base import GradMode, Status
 from solvers.gradients import odeint
+from solvers.rk import RungeKutta
+from solvers.tableaux import RK4
 
 F64 = torch.float64
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +110,10 @@ def test_hairer_dopri5_counts_equal_ours_on_one_interval():
     theirs = _solver("hairer-dopri5").solve(lotka_volterra, y0, t, rtol=1e-6, atol=1e-6)
     ours = registry.make_solver("dopri5").solve(lotka_volterra, y0, t, rtol=1e-6, atol=1e-6)
     assert (theirs.nfe, theirs.n_steps, theirs.n_accepted) == (
-        ours.nfe, ours.n_steps, ours.n_accepted)
+        ours.nfe,
+        ours.n_steps,
+        ours.n_accepted,
+    )
     assert (theirs.ys - ours.ys).abs().max() < 1e-6
 
 
@@ -116,6 +121,7 @@ def test_hairer_dopri5_counts_equal_ours_on_one_interval():
 def test_tde_euler_is_our_euler_with_exactly_n_steps(n_steps):
     solver = _solver("tde-euler")
     y0, t = torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([0.0, 10.0], dtype=F64)
+
     def decay(t, y):
         return -0.3 * y
 
@@ -136,6 +142,37 @@ def test_tde_rk4_converges_at_fourth_order():
         for n in (40, 80)
     ]
     assert 12 < errs[0] / errs[1] < 20
+
+
+@pytest.mark.parametrize("n_steps", [40, 61, 200])
+def test_tde_rk4_steps_on_our_rk4_grid(n_steps):
+    """torchdiffeq's fixed-grid rk4 takes exactly our rk4's steps: the same grid, 4 calls each.
+    The values differ at the methods' error level (its rk4 is Kutta's 3/8 rule, ours the
+    classical tableau), and at output times between grid points (linear against Hermite)."""
+    y0, t = torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([0.0, 10.0], dtype=F64)
+    theirs_f, ours_f = CountingRHS(lotka_volterra), CountingRHS(lotka_volterra)
+    theirs = _solver("tde-rk4").solve(theirs_f, y0, t, n_steps=n_steps)
+    ours = RungeKutta(RK4, name="rk4", adaptive=False).solve(ours_f, y0, t, n_steps=n_steps)
+    assert theirs.n_steps == ours.n_steps == n_steps
+    assert theirs_f.calls == ours_f.calls == theirs.nfe == 4 * n_steps
+    h = 10.0 / n_steps
+    assert float((theirs.ys[-1] - ours.ys[-1]).abs().max()) < 50 * h**4
+
+
+@pytest.mark.parametrize("name", ["to-dopri5", "to-tsit5"])
+def test_torchode_time_broadcasts_against_a_batch(name):
+    """torchode gives each trajectory its own clock: a time-dependent f gets t as a column
+    ``[B, 1]`` it can broadcast against y (DETEST A3, y' = y cos t, from three starts)."""
+
+    def f(t, y):
+        return y * torch.cos(torch.as_tensor(t, dtype=y.dtype))
+
+    y0 = torch.tensor([[1.0], [1e-3], [50.0]], dtype=F64)
+    t = torch.linspace(0.0, 20.0, 5, dtype=F64)
+    sol = _solver(name).solve(f, y0, t, rtol=1e-9, atol=1e-12)
+    assert sol.status == Status.OK, sol.message
+    exact = y0[None] * torch.exp(torch.sin(t))[:, None, None]
+    assert torch.allclose(sol.ys, exact, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("name", ["tde-dopri5", "to-dopri5", "hairer-dopri5"])
@@ -194,8 +231,9 @@ def test_torchode_backprop_and_refused_adjoint():
     t = torch.linspace(0.0, 2.0, 3, dtype=F64)
     gs = odeint(solver, lotka_volterra, y0, t, mode="backprop", rtol=1e-9, atol=1e-9)
     (g,) = torch.autograd.grad(gs.ys[-1].sum(), (y0,))
-    ref = odeint(registry.make_solver("dopri5"), lotka_volterra, y0, t, mode="backprop",
-                 rtol=1e-9, atol=1e-9)
+    ref = odeint(
+        registry.make_solver("dopri5"), lotka_volterra, y0, t, mode="backprop", rtol=1e-9, atol=1e-9
+    )
     (g_ref,) = torch.autograd.grad(ref.ys[-1].sum(), (y0,))
     assert (g - g_ref).abs().max() < 1e-6
     with pytest.raises(ValueError, match="does not support gradient mode 'adjoint'"):
@@ -204,8 +242,13 @@ def test_torchode_backprop_and_refused_adjoint():
 
 def test_hairer_refuses_gradients():
     with pytest.raises(ValueError, match="not a torch solver"):
-        odeint(_solver("hairer-dop853"), lotka_volterra, torch.ones(2, dtype=F64),
-               torch.tensor([0.0, 1.0], dtype=F64), mode="backprop")
+        odeint(
+            _solver("hairer-dop853"),
+            lotka_volterra,
+            torch.ones(2, dtype=F64),
+            torch.tensor([0.0, 1.0], dtype=F64),
+            mode="backprop",
+        )
 
 
 @needs_install
@@ -217,8 +260,9 @@ def test_without_the_extra_list_says_how_to_add_the_peers():
         "from harness.cli import main\n"
         "sys.exit(main(['list']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "not installed: torchdiffeq, torchode" in out

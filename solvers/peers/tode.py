@@ -17,8 +17,8 @@ step size and accept/reject decisions; every call of ``f`` evaluates the whole b
 ``y0`` (``[n]`` or ``[*batch, n]``) is reshaped to ``[B, n]`` and the output back to
 ``[len(t), *y0.shape]``; the output times go in as ``t_eval`` expanded to ``[B, len(t)]`` and
 torchode interpolates to them (they do not force its steps). Since each trajectory has its own
-clock, ``f`` gets ``t`` as a tensor of the batch shape ``y0.shape[:-1]`` (0-d for one
-trajectory): a time-dependent ``f`` must broadcast ``t`` like ``y[..., i]``.
+clock, ``f`` gets ``t`` as a tensor of shape ``y0.shape[:-1] + (1,)``, broadcastable against
+``y`` (0-d for one trajectory), as :mod:`solvers.per_trajectory` does.
 
 Counts, from torchode's ``stats`` (tensors per trajectory): ``nfe`` = ``n_f_evals``, which is
 the same for every trajectory (torchode counts calls of ``f``, each of which evaluates the whole
@@ -111,7 +111,8 @@ class TorchodeSolver(Solver):
         batch_shape, n = shape[:-1], shape[-1]
         y_rows = y0.reshape(-1, n)
         B = y_rows.shape[0]
-        t_shape = batch_shape  # f sees t with the batch shape (0-d for one trajectory)
+        # f sees each trajectory's time broadcastable against y (0-d for one trajectory)
+        t_shape = (*batch_shape, 1) if batch_shape else ()
 
         def field(tt: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
             return f(tt.reshape(t_shape), yy.reshape(shape)).reshape(B, n)

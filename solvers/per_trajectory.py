@@ -1,0 +1,306 @@
+"""Per-trajectory step sizes: every trajectory of a batch takes the steps it would take alone.
+
+The shared-step loop of :mod:`solvers.rk` gives the whole batch one step size, set by the
+trajectory that needs the smallest: on a batch of very different trajectories (a circular orbit
+beside an eccentric one, say) the easy ones take the hard one's steps. Here each trajectory
+``b`` has its own time ``t[b]``, step ``h[b]`` and controller state, and one loop iteration
+attempts one step of every unfinished trajectory at once, as batched tensor ops:
+
+- the stage inputs are ``y + h[b] * sum_j a_ij k_j`` row by row;
+- ``f`` is called once per stage on the whole batch with ``t`` a tensor of shape
+  ``batch_shape + (1,)`` (each trajectory's own time, broadcastable against ``y``; 0-d for a
+  single trajectory), in ``y``'s dtype; an ``f`` that reads ``t`` must take a tensor there (the
+  problems here do, and torchode's convention is the same through :mod:`solvers.peers.tode`);
+- each trajectory's error norm, accept/reject decision and next step are DOPRI5's
+  (:mod:`solvers.control`), computed for all rows at once in float64 tensors;
+- a finished or failed trajectory stays where it is (its rows are evaluated but never moved),
+  so the loop runs exactly as many iterations as the slowest trajectory takes attempts alone;
+- dense output is the tableau's continuous extension, evaluated per row at its own ``theta``.
+
+Each trajectory's steps equal those of the shared-step solver run on it alone, up to the last
+bits of the arithmetic (the same formulas in batched form); ``tests/test_solver_per_trajectory``
+checks the counts on DETEST's Kepler orbits D1-D5 in one batch. This is what torchode does
+(Lienen and Günnemann, "torchode: A Parallel ODE Solver for PyTorch", 2022); the harness puts
+both side by side. The loop has one host sync per iteration (the count of unfinished
+trajectories and of due outputs, read together).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from solvers.base import Solution, Status, tolerances
+from solvers.tableaux import ButcherTableau
+
+
+@dataclass
+class TrajectoryStats:
+    """Per-trajectory counts of a per-trajectory solve (leading batch dimensions flattened).
+
+    ``n_accepted``/``n_rejected``: each trajectory's steps; ``t_reached``: how far each got;
+    ``status``: each one's :class:`~solvers.base.Status` value.
+    """
+
+    n_accepted: list[int]
+    n_rejected: list[int]
+    t_reached: list[float]
+    status: list[str]
+
+
+def _row_norms(x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, dim=-1)
+
+
+def initial_steps(
+    fb,
+    t0: float,
+    y0: torch.Tensor,
+    f0: torch.Tensor,
+    direction: float,
+    order: int,
+    rtol: float,
+    atol: float,
+    hmax: float,
+) -> torch.Tensor:
+    """DOPRI5's ``HINIT`` (:func:`solvers.control.initial_step`) for every row of ``y0``
+    ``[B, d]`` separately, with one batched Euler probe; float64 ``[B]``, signed."""
+    with torch.no_grad():
+        sk = y0.abs().mul(rtol).add_(atol)
+        dnf = ((f0 / sk) ** 2).sum(-1)
+        dny = ((y0 / sk) ** 2).sum(-1)
+        h = torch.where(
+            (dnf <= 1e-10) | (dny <= 1e-10),
+            torch.full_like(dnf, 1.0e-6),
+            torch.sqrt(dny / dnf) * 0.01,
+        ).to(torch.float64)
+        h = h.clamp(max=hmax) * direction
+        hy = h.to(y0.dtype)[:, None]
+        f1 = fb(t0 + h, y0 + hy * f0)
+        der2 = _row_norms((f1 - f0) / sk).to(torch.float64) / h.abs()
+        der12 = torch.maximum(der2.abs(), torch.sqrt(dnf).to(torch.float64))
+        der12 = torch.where(torch.isnan(der12), math.inf, der12)
+        h1 = torch.where(
+            der12 <= 1e-15,
+            torch.clamp(h.abs() * 1.0e-3, min=1.0e-6),
+            (0.01 / der12) ** (1.0 / order),
+        )
+        out = torch.minimum(torch.minimum(100 * h.abs(), h1), torch.full_like(h1, hmax))
+        out = torch.where(torch.isfinite(der12), out, torch.full_like(out, 1.0e-6))
+    return out * direction
+
+
+class _Controller:
+    """:class:`solvers.control.HairerController`, one per row, as float64 tensors."""
+
+    def __init__(self, n: int, device, *, q, safe, fac1, fac2, beta, hmax) -> None:
+        self.safe, self.fac1, self.fac2, self.beta, self.hmax = safe, fac1, fac2, beta, hmax
+        self.expo1 = 1.0 / q - 0.75 * beta
+        self.facold = torch.full((n,), 1.0e-4, dtype=torch.float64, device=device)
+        self.rejected_last = torch.zeros(n, dtype=torch.bool, device=device)
+
+    def decide(self, err: torch.Tensor, h: torch.Tensor, active: torch.Tensor):
+        """``(accepted, h_new)`` for every row; rows not ``active`` keep their state."""
+        finite = torch.isfinite(err)
+        e = torch.where(finite, err, 1.0)
+        fac11 = e**self.expo1
+        ok = finite & (err <= 1.0)
+        fac = (fac11 / self.facold**self.beta / self.safe).clamp(1.0 / self.fac2, 1.0 / self.fac1)
+        h_acc = h / fac
+        h_acc = torch.where(
+            h_acc.abs() > self.hmax, torch.copysign(torch.full_like(h, self.hmax), h), h_acc
+        )
+        h_acc = torch.where(
+            self.rejected_last, torch.copysign(torch.minimum(h_acc.abs(), h.abs()), h), h_acc
+        )
+        h_rej = h / torch.clamp(fac11 / self.safe, max=1.0 / self.fac1)
+        h_rej = torch.where(finite, h_rej, h * self.fac1)
+        accepted = ok & active
+        self.facold = torch.where(accepted, torch.clamp(e, min=1.0e-4), self.facold)
+        self.rejected_last = torch.where(active, ~ok, self.rejected_last)
+        return accepted, torch.where(ok, h_acc, h_rej)
+
+
+def solve_per_trajectory(
+    tableau: ButcherTableau,
+    controller_options: dict,
+    name: str,
+    f,
+    y0: torch.Tensor,
+    times: list[float],
+    *,
+    rtol: float | None,
+    atol: float | None,
+    max_steps: int,
+) -> Solution:
+    """The per-trajectory loop (called by :meth:`solvers.rk.RungeKutta.solve`)."""
+    if tableau.dense is None or tableau.b_err is None:
+        raise ValueError(
+            f"per-trajectory steps need an embedded pair with dense output; "
+            f"{tableau.name} has {'no b_err' if tableau.b_err is None else 'no dense'}"
+        )
+    rtol, atol = tolerances(rtol, atol)
+    shape = y0.shape
+    d = shape[-1] if len(shape) else 1
+    y = y0.reshape(-1, d)
+    B = y.shape[0]
+    dev, dt = y.device, y.dtype
+    f64 = dict(dtype=torch.float64, device=dev)
+    t_shape = (*shape[:-1], 1) if len(shape) > 1 else ()
+    eps = torch.finfo(dt).eps
+    nfe = 0
+
+    def fb(tb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """``f`` on the batch, each row at its own time ``tb`` (float64 ``[B]``)."""
+        nonlocal nfe
+        nfe += 1
+        k = f(tb.to(dt).view(t_shape), yb.view(shape))
+        return k.reshape(B, d)
+
+    s = tableau.stages
+    A = [torch.tensor([r], dtype=dt, device=dev) if r else None for r in tableau.a_rows()]
+    bw = torch.tensor([[float(x) for x in tableau.b]], dtype=dt, device=dev)
+    ew = torch.tensor([[float(x) for x in tableau.b_err]], dtype=dt, device=dev)
+    c = [float(x) for x in tableau.c]
+    P = torch.tensor(  # dense weights b_i(theta) = sum_j P[i, j] theta^(j+1)
+        [
+            [float(x) for x in r] + [0.0] * (max(map(len, tableau.dense)) - len(r))
+            for r in tableau.dense
+        ],
+        dtype=dt,
+        device=dev,
+    )
+    fsal = tableau.fsal
+
+    t0, t_end = times[0], times[-1]
+    direction = 1.0 if t_end > t0 else -1.0
+    hmax = abs(t_end - t0)
+    T = torch.tensor(times, **f64)
+    Ts = T * direction  # ascending
+    nT = len(times)
+    ctrl = _Controller(
+        B, dev, q=(tableau.error_order or tableau.order - 1) + 1, hmax=hmax, **controller_options
+    )
+
+    t = torch.full((B,), t0, **f64)
+    k1 = fb(t, y)
+    q_init = min(tableau.order, tableau.error_order or tableau.order) + 1
+    h = initial_steps(fb, t0, y, k1, direction, q_init, rtol, atol, hmax)
+
+    out = y.new_full((nT, B, d), math.nan)
+    out[0] = y
+    next_out = torch.ones(B, dtype=torch.long, device=dev)
+    rows = torch.arange(B, device=dev)
+    n_acc = torch.zeros(B, dtype=torch.long, device=dev)
+    n_rej = torch.zeros(B, dtype=torch.long, device=dev)
+    bad = torch.zeros(B, dtype=torch.long, device=dev)
+    code = torch.zeros(B, dtype=torch.long, device=dev)  # 0 running, 1 done, >1 a failure
+    failures = {2: Status.MAX_STEPS, 3: Status.STEP_TOO_SMALL, 4: Status.NONFINITE}
+    zero = torch.zeros((), **f64)
+    iterations = 0
+
+    while True:
+        running = code == 0
+        # the failures DOPRI5 checks before a step, row by row
+        code = torch.where(running & (n_acc + n_rej >= max_steps), 2, code)
+        tiny = (h.abs() < 16.0 * eps * t.abs()) | (h == 0.0)
+        code = torch.where((code == 0) & tiny, 3, code)
+        active = code == 0
+        if not bool(active.any()):
+            break
+        iterations += 1
+        # Hairer's last-step rule, per row
+        last = (t + 1.01 * h - t_end) * h > 0
+        h = torch.where(last, t_end - t, h)
+        hs = torch.where(active, h, zero)  # finished rows stand still
+        hy = hs.to(dt)[:, None]
+        if k1 is None:
+            k1 = fb(t, y)
+        ks = [k1]
+        y1 = None
+        for i in range(1, s):
+            if fsal and i == s - 1:
+                y1 = y + hy * (bw[:, :i] @ torch.stack(ks).view(i, -1)).view(B, d)
+                yi = y1
+            else:
+                yi = y + hy * (A[i] @ torch.stack(ks).view(i, -1)).view(B, d)
+            ks.append(fb(t + c[i] * hs, yi))
+        K = torch.stack(ks).view(s, -1)
+        if y1 is None:
+            y1 = y + hy * (bw @ K).view(B, d)
+        with torch.no_grad():
+            err = (ew @ K).view(B, d)
+            sk = torch.maximum(y.abs(), y1.abs()).mul_(rtol).add_(atol)
+            norm = _row_norms(err / sk).to(torch.float64) * hs.abs() / math.sqrt(d)
+            accepted, h_new = ctrl.decide(norm, hs, active)
+            nonfinite = active & ~torch.isfinite(norm)
+            bad = torch.where(accepted, 0, bad + nonfinite.long())
+            code = torch.where(active & (bad >= 10), 4, code)
+            n_acc += accepted.long()
+            n_rej += (active & ~accepted).long()
+            t_new = torch.where(last, torch.full_like(t, t_end), t + hs)
+            # outputs due in each accepted step: those at or before its end (within rounding)
+            tol = 8.0 * eps * torch.maximum(t_new.abs(), hs.abs())
+            reach = torch.searchsorted(Ts, t_new * direction + tol, right=True)
+            n_due = torch.where(accepted, (reach - next_out).clamp(min=0), 0)
+            code = torch.where(accepted & last, 1, code)
+        most = int(n_due.max())  # the host sync of this iteration
+        acc_col = accepted[:, None]
+        for _ in range(most):
+            due = n_due > 0
+            j = next_out.clamp(max=nT - 1)
+            Tj = T[j]
+            theta = ((Tj - t) / torch.where(due, hs, 1.0)).to(dt)
+            W = torch.stack([theta ** (p + 1) for p in range(P.shape[1])], dim=1) @ P.T  # [B, s]
+            inner = y + hy * torch.einsum("bs,sbd->bd", W, K.view(s, B, d))
+            at_end = (Tj - t_new).abs() <= tol
+            val = torch.where(at_end[:, None], y1, inner)
+            idx = rows[due]
+            out = out.index_put((j[due], idx), val[due])
+            next_out = next_out + due.long()
+            n_due = n_due - due.long()
+        t = torch.where(accepted, t_new, t)
+        y = torch.where(acc_col, y1, y)
+        if fsal:
+            k1 = torch.where(acc_col, ks[-1], k1)
+        else:
+            k1 = None
+        h = torch.where(active, h_new, h)
+
+    codes = code.tolist()
+    status_rows = [Status.OK if c_ == 1 else failures[c_] for c_ in codes]
+    t_rows = t.tolist()
+    stats = TrajectoryStats(n_acc.tolist(), n_rej.tolist(), t_rows, [str(x) for x in status_rows])
+    status, message = Status.OK, ""
+    failed = [b for b, st in enumerate(status_rows) if st != Status.OK]
+    if failed:
+        b = failed[0]
+        status = status_rows[b]
+        what = {
+            Status.MAX_STEPS: f"reached max_steps={max_steps} attempted steps",
+            Status.STEP_TOO_SMALL: "step size too small",
+            Status.NONFINITE: "the error estimate stayed inf/NaN",
+        }[status]
+        message = (
+            f"{len(failed)} of {B} trajectories stopped early; trajectory {b}: {what} "
+            f"at t = {t_rows[b]:g}"
+        )
+    ys = out.view(nT, *shape) if len(shape) else out.view(nT)
+    t_reached = min(t_rows, key=lambda x: x * direction)
+    if status == Status.OK and not bool(torch.isfinite(ys).all()):
+        status = Status.NONFINITE
+        message = "the state became inf/NaN"
+    slowest = max(range(B), key=lambda b: stats.n_accepted[b] + stats.n_rejected[b])
+    return Solution(
+        ys=ys,
+        status=status,
+        message=message,
+        n_steps=iterations,
+        n_accepted=stats.n_accepted[slowest],
+        n_rejected=stats.n_rejected[slowest],
+        nfe=nfe,
+        t_reached=t_reached,
+        trajectories=stats,
+    )
