@@ -27,6 +27,7 @@ trajectories and of due outputs, read together).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -93,7 +94,7 @@ def initial_steps(
 
 
 class _Controller:
-    """:class:`solvers.control.HairerController`, one per row, as float64 tensors."""
+    """:class:`solvers.control.HairerController`, one per row, as float64 tensors ``[B]``."""
 
     def __init__(self, n: int, device, *, q, safe, fac1, fac2, beta, hmax) -> None:
         self.safe, self.fac1, self.fac2, self.beta, self.hmax = safe, fac1, fac2, beta, hmax
@@ -102,25 +103,24 @@ class _Controller:
         self.rejected_last = torch.zeros(n, dtype=torch.bool, device=device)
 
     def decide(self, err: torch.Tensor, h: torch.Tensor, active: torch.Tensor):
-        """``(accepted, h_new)`` for every row; rows not ``active`` keep their state."""
-        finite = torch.isfinite(err)
-        e = torch.where(finite, err, 1.0)
-        fac11 = e**self.expo1
-        ok = finite & (err <= 1.0)
-        fac = (fac11 / self.facold**self.beta / self.safe).clamp(1.0 / self.fac2, 1.0 / self.fac1)
-        h_acc = h / fac
-        h_acc = torch.where(
-            h_acc.abs() > self.hmax, torch.copysign(torch.full_like(h, self.hmax), h), h_acc
-        )
-        h_acc = torch.where(
-            self.rejected_last, torch.copysign(torch.minimum(h_acc.abs(), h.abs()), h), h_acc
-        )
-        h_rej = h / torch.clamp(fac11 / self.safe, max=1.0 / self.fac1)
-        h_rej = torch.where(finite, h_rej, h * self.fac1)
+        """``(accepted, h_new)`` for every row; rows not ``active`` keep their state.
+
+        The scalar rule's branches as one division ``h / fac``: accepted, ``fac`` is
+        ``fac11 / facold**beta / safe`` within ``[1/fac2, 1/fac1]`` (at least 1 right after a
+        rejection: no growth), rejected ``min(fac11 / safe, 1/fac1)``; a NaN/inf error is a
+        rejection by ``1/fac1``. ``|h_new| <= hmax``."""
+        e = err.nan_to_num(nan=math.inf)
+        fac11 = e.pow(self.expo1)
+        ok = e <= 1.0
+        fac_acc = (fac11 / self.facold.pow(self.beta)).div_(self.safe)
+        fac_acc.clamp_(1.0 / self.fac2, 1.0 / self.fac1)
+        fac_acc = torch.where(self.rejected_last, fac_acc.clamp(min=1.0), fac_acc)
+        fac_rej = fac11.div_(self.safe).clamp_(max=1.0 / self.fac1)
+        h_new = (h / torch.where(ok, fac_acc, fac_rej)).clamp_(-self.hmax, self.hmax)
         accepted = ok & active
-        self.facold = torch.where(accepted, torch.clamp(e, min=1.0e-4), self.facold)
+        self.facold = torch.where(accepted, e.clamp(min=1.0e-4), self.facold)
         self.rejected_last = torch.where(active, ~ok, self.rejected_last)
-        return accepted, torch.where(ok, h_acc, h_rej)
+        return accepted, h_new
 
 
 def solve_per_trajectory(
@@ -153,25 +153,25 @@ def solve_per_trajectory(
     nfe = 0
 
     def fb(tb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """``f`` on the batch, each row at its own time ``tb`` (float64 ``[B]``)."""
+        """``f`` on the batch, each row at its own time ``tb`` (``[B]``, in ``y``'s dtype)."""
         nonlocal nfe
         nfe += 1
-        k = f(tb.to(dt).view(t_shape), yb.view(shape))
-        return k.reshape(B, d)
+        return f(tb.view(t_shape), yb.view(shape)).reshape(B, d)
 
     s = tableau.stages
     A = [torch.tensor([r], dtype=dt, device=dev) if r else None for r in tableau.a_rows()]
+    if tableau.fsal:  # the last stage's input is y1 itself
+        A[-1] = None
     bw = torch.tensor([[float(x) for x in tableau.b]], dtype=dt, device=dev)
     ew = torch.tensor([[float(x) for x in tableau.b_err]], dtype=dt, device=dev)
     c = [float(x) for x in tableau.c]
+    deg = max(map(len, tableau.dense))
     P = torch.tensor(  # dense weights b_i(theta) = sum_j P[i, j] theta^(j+1)
-        [
-            [float(x) for x in r] + [0.0] * (max(map(len, tableau.dense)) - len(r))
-            for r in tableau.dense
-        ],
+        [[float(x) for x in r] + [0.0] * (deg - len(r)) for r in tableau.dense],
         dtype=dt,
         device=dev,
     )
+    powers = torch.arange(1, deg + 1, dtype=dt, device=dev)
     fsal = tableau.fsal
 
     t0, t_end = times[0], times[-1]
@@ -185,90 +185,116 @@ def solve_per_trajectory(
     )
 
     t = torch.full((B,), t0, **f64)
-    k1 = fb(t, y)
+    k1 = fb(t.to(dt), y)
     q_init = min(tableau.order, tableau.error_order or tableau.order) + 1
-    h = initial_steps(fb, t0, y, k1, direction, q_init, rtol, atol, hmax)
+    h = initial_steps(
+        lambda tb, yb: fb(tb.to(dt), yb), t0, y, k1, direction, q_init, rtol, atol, hmax
+    )
+
+    # Stages: autograd records the solve (backprop) when y0 or f's output requires a gradient;
+    # then each stage is a fresh tensor and the combinations stack them. Otherwise they are
+    # written in place into one buffer K [s, B*d] under no_grad: the same numbers, fewer ops.
+    recorded = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
+    K = None if recorded else y.new_empty(s, B * d)
 
     out = y.new_full((nT, B, d), math.nan)
     out[0] = y
     next_out = torch.ones(B, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)
+    n_att = torch.zeros(B, dtype=torch.long, device=dev)  # attempted steps
     n_acc = torch.zeros(B, dtype=torch.long, device=dev)
-    n_rej = torch.zeros(B, dtype=torch.long, device=dev)
     bad = torch.zeros(B, dtype=torch.long, device=dev)
     code = torch.zeros(B, dtype=torch.long, device=dev)  # 0 running, 1 done, >1 a failure
     failures = {2: Status.MAX_STEPS, 3: Status.STEP_TOO_SMALL, 4: Status.NONFINITE}
-    zero = torch.zeros((), **f64)
     iterations = 0
+    tiny = 16.0 * eps
 
-    while True:
-        running = code == 0
-        # the failures DOPRI5 checks before a step, row by row
-        code = torch.where(running & (n_acc + n_rej >= max_steps), 2, code)
-        tiny = (h.abs() < 16.0 * eps * t.abs()) | (h == 0.0)
-        code = torch.where((code == 0) & tiny, 3, code)
-        active = code == 0
-        if not bool(active.any()):
-            break
-        iterations += 1
-        # Hairer's last-step rule, per row
-        last = (t + 1.01 * h - t_end) * h > 0
-        h = torch.where(last, t_end - t, h)
-        hs = torch.where(active, h, zero)  # finished rows stand still
-        hy = hs.to(dt)[:, None]
-        if k1 is None:
-            k1 = fb(t, y)
-        ks = [k1]
-        y1 = None
-        for i in range(1, s):
-            if fsal and i == s - 1:
-                y1 = y + hy * (bw[:, :i] @ torch.stack(ks).view(i, -1)).view(B, d)
-                yi = y1
+    context = contextlib.nullcontext() if recorded else torch.no_grad()
+    with context:
+        if K is not None:
+            K[0].copy_(k1.view(-1))
+            k1 = K[0].view(B, d)
+        while True:
+            # the failures DOPRI5 checks before a step, row by row
+            with torch.no_grad():
+                running = code == 0
+                code = torch.where(running & (n_att >= max_steps), 2, code)
+                small = (h.abs() < tiny * t.abs()) | (h == 0.0)
+                code = torch.where((code == 0) & small, 3, code)
+                active = code == 0
+                # Hairer's last-step rule, per row; finished rows stand still (h = 0)
+                last = (t + 1.01 * h - t_end) * h > 0
+                h = torch.where(last, t_end - t, h)
+                hs = torch.where(active, h, 0.0)
+                t_dt, h_dt = t.to(dt), hs.to(dt)
+                hy = h_dt[:, None]
+            if not bool(active.any()):
+                break
+            iterations += 1
+            if k1 is None:  # a method without FSAL: its first stage at (t, y)
+                k1 = fb(t_dt, y)
+                if K is not None:
+                    K[0].copy_(k1.view(-1))
+            ks = [k1]
+            y1 = None
+            for i in range(1, s):
+                if A[i] is None:  # FSAL: the last stage is at (t + h, y1)
+                    comb = bw[:, :i] @ (K[:i] if K is not None else torch.stack(ks).view(i, -1))
+                    y1 = yi = torch.addcmul(y, hy, comb.view(B, d))
+                else:
+                    comb = A[i] @ (K[:i] if K is not None else torch.stack(ks).view(i, -1))
+                    yi = torch.addcmul(y, hy, comb.view(B, d))
+                ki = fb(torch.add(t_dt, h_dt, alpha=c[i]), yi)
+                if K is not None:
+                    K[i].copy_(ki.view(-1))
+                else:
+                    ks.append(ki)
+            Ks = K if K is not None else torch.stack(ks).view(s, -1)
+            if y1 is None:
+                y1 = torch.addcmul(y, hy, (bw @ Ks).view(B, d))
+            with torch.no_grad():
+                err = (ew @ Ks).view(B, d)
+                sk = torch.maximum(y.abs(), y1.abs()).mul_(rtol).add_(atol)
+                norm = torch.linalg.vector_norm(err.div_(sk), dim=-1).to(torch.float64)
+                norm = norm.mul_(hs.abs()).div_(math.sqrt(d))
+                accepted, h_new = ctrl.decide(norm, hs, active)
+                bad = torch.where(accepted, 0, bad + (active & ~torch.isfinite(norm)))
+                code = torch.where(active & (bad >= 10), 4, code)
+                n_acc += accepted
+                n_att += active
+                t_new = torch.where(last, t_end, t + hs)
+                # outputs due in each accepted step: at or before its end (within rounding)
+                tol = torch.maximum(t_new.abs(), hs.abs()).mul_(8.0 * eps)
+                reach = torch.searchsorted(Ts, t_new * direction + tol, right=True)
+                n_due = torch.where(accepted, (reach - next_out).clamp_(min=0), 0)
+                code = torch.where(accepted & last, 1, code)
+                most = int(n_due.max())  # the host sync of this iteration
+            acc_col = accepted[:, None]
+            for _ in range(most):
+                due = n_due > 0
+                j = next_out.clamp(max=nT - 1)
+                Tj = T[j]
+                theta = ((Tj - t) / torch.where(due, hs, 1.0)).to(dt)
+                W = theta[:, None].pow(powers) @ P.T  # [B, s]: b_i(theta) per row
+                inner = torch.addcmul(y, hy, torch.einsum("bs,sbd->bd", W, Ks.view(s, B, d)))
+                at_end = (Tj - t_new).abs() <= tol
+                val = torch.where(at_end[:, None], y1, inner)
+                idx = rows[due]
+                out = out.index_put((j[due], idx), val[due])
+                next_out = next_out + due
+                n_due = n_due - due.long()
+            t = torch.where(accepted, t_new, t)
+            y = torch.where(acc_col, y1, y)
+            if not fsal:
+                k1 = None
+            elif K is not None:
+                K[0].copy_(torch.where(acc_col, K[-1].view(B, d), K[0].view(B, d)).view(-1))
+                k1 = K[0].view(B, d)
             else:
-                yi = y + hy * (A[i] @ torch.stack(ks).view(i, -1)).view(B, d)
-            ks.append(fb(t + c[i] * hs, yi))
-        K = torch.stack(ks).view(s, -1)
-        if y1 is None:
-            y1 = y + hy * (bw @ K).view(B, d)
-        with torch.no_grad():
-            err = (ew @ K).view(B, d)
-            sk = torch.maximum(y.abs(), y1.abs()).mul_(rtol).add_(atol)
-            norm = _row_norms(err / sk).to(torch.float64) * hs.abs() / math.sqrt(d)
-            accepted, h_new = ctrl.decide(norm, hs, active)
-            nonfinite = active & ~torch.isfinite(norm)
-            bad = torch.where(accepted, 0, bad + nonfinite.long())
-            code = torch.where(active & (bad >= 10), 4, code)
-            n_acc += accepted.long()
-            n_rej += (active & ~accepted).long()
-            t_new = torch.where(last, torch.full_like(t, t_end), t + hs)
-            # outputs due in each accepted step: those at or before its end (within rounding)
-            tol = 8.0 * eps * torch.maximum(t_new.abs(), hs.abs())
-            reach = torch.searchsorted(Ts, t_new * direction + tol, right=True)
-            n_due = torch.where(accepted, (reach - next_out).clamp(min=0), 0)
-            code = torch.where(accepted & last, 1, code)
-        most = int(n_due.max())  # the host sync of this iteration
-        acc_col = accepted[:, None]
-        for _ in range(most):
-            due = n_due > 0
-            j = next_out.clamp(max=nT - 1)
-            Tj = T[j]
-            theta = ((Tj - t) / torch.where(due, hs, 1.0)).to(dt)
-            W = torch.stack([theta ** (p + 1) for p in range(P.shape[1])], dim=1) @ P.T  # [B, s]
-            inner = y + hy * torch.einsum("bs,sbd->bd", W, K.view(s, B, d))
-            at_end = (Tj - t_new).abs() <= tol
-            val = torch.where(at_end[:, None], y1, inner)
-            idx = rows[due]
-            out = out.index_put((j[due], idx), val[due])
-            next_out = next_out + due.long()
-            n_due = n_due - due.long()
-        t = torch.where(accepted, t_new, t)
-        y = torch.where(acc_col, y1, y)
-        if fsal:
-            k1 = torch.where(acc_col, ks[-1], k1)
-        else:
-            k1 = None
-        h = torch.where(active, h_new, h)
+                k1 = torch.where(acc_col, ks[-1], k1)
+            h = torch.where(active, h_new, h)
 
+    n_rej = n_att - n_acc
     codes = code.tolist()
     status_rows = [Status.OK if c_ == 1 else failures[c_] for c_ in codes]
     t_rows = t.tolist()
