@@ -294,6 +294,37 @@ for _name, _ecc in KEPLER_D.items():
     register_problem(_name)(_kepler_builder(_name, _ecc))
 
 
+
+@register_problem("kepler-batch")
+def build_kepler_batch(
+    dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+) -> Problem:
+    """DETEST D1-D5 as one batch ``[5, 4]``: five orbits of one field, easy beside hard."""
+    t = nonstiff.KEPLER_T
+    eccs = list(KEPLER_D.values())
+    ys = np.stack([nonstiff.kepler_exact(t, e) for e in eccs], axis=1)
+    ys[0] = [nonstiff.kepler_y0(e) for e in eccs]
+    return Problem(
+        name="kepler-batch",
+        tags=frozenset({"nonstiff", "exact", "medium", "batch"}),  # 20 numbers
+        f=nonstiff.KeplerField(),
+        y0=torch.tensor(ys[0], dtype=dtype, device=device),
+        t=torch.as_tensor(t, dtype=dtype, device=device),
+        reference=Reference(
+            ys=ys,
+            kind=RefKind.EXACT,
+            provenance="exact: the Kepler orbits of DETEST D1-D5 (e = 0.1 ... 0.9) via "
+            "E - e sin E = t, as kepler-d1 ... kepler-d5",
+        ),
+        atol=1e-6,
+        rtol=1e-6,
+        description="DETEST D1-D5 solved as one batch of 5 trajectories [5, 4]: a shared step "
+        "size follows the most eccentric orbit, dopri5-pt and torchode give each orbit its "
+        "own steps.",
+        citation=DETEST_CITATION + ", problems D1-D5",
+        extra={"eccentricity": eccs, "detest": "D1-D5"},
+    )
+
 # ------------------------------------------------------------------------ refs --check
 
 # Exact references: an independent DOP853 solve at rtol 1e-13 is a spot check of the formula
@@ -309,4 +340,9 @@ CHECKS = [
              digits=10.0 if ecc < 0.6 else 9.0, floor=1e-12,
              note="closed form vs DOP853 rtol 1e-13")
     for name, ecc in KEPLER_D.items()
+] + [
+    RefCheck(problem="kepler-batch", rhs=lambda t, y: np.concatenate(
+        [nonstiff.kepler_rhs(t, row) for row in y.reshape(-1, 4)]), method="DOP853",
+             rtol=1e-13, atol=1e-15, digits=9.0, floor=1e-12,
+             note="closed form vs DOP853 rtol 1e-13, the five orbits as one state")
 ]

@@ -72,11 +72,12 @@ def test_the_numpy_rhs_of_the_check_is_the_torch_f(name):
     gen = np.random.default_rng(2)
     y0 = p.y0.numpy()
     for k in range(3):
-        y = y0 + 0.05 * np.maximum(np.abs(y0), 0.1) * gen.standard_normal(p.dim)
+        y = y0 + 0.05 * np.maximum(np.abs(y0), 0.1) * gen.standard_normal(y0.shape)
         y = np.abs(y) if "stiff" in p.tags else y  # concentrations stay non-negative
         t = float(p.t[-1]) * (k + 1) / 7
         want = p.f(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y)).detach().numpy()
-        np.testing.assert_allclose(check.rhs(t, y), want, rtol=1e-12,
+        want = want.reshape(-1)  # the check solves the flattened state (a batched y0 too)
+        np.testing.assert_allclose(check.rhs(t, y.reshape(-1)), want, rtol=1e-12,
                                    atol=1e-12 * max(1.0, float(np.abs(want).max())))
 
 
@@ -125,13 +126,14 @@ def test_f_is_batched_over_leading_dims(name):
     p = _build(name)
     gen = np.random.default_rng(0)
     scale = np.maximum(np.abs(p.y0.numpy()), 0.1)
-    rows = torch.from_numpy(p.y0.numpy() + 0.05 * scale * gen.standard_normal((3, p.dim)))
+    shape = tuple(p.y0.shape)
+    rows = torch.from_numpy(p.y0.numpy() + 0.05 * scale * gen.standard_normal((3, *shape)))
     t = p.t[1] * 0.5
     batched = p.f(t, rows)
     assert batched.shape == rows.shape
     for i in range(3):
         torch.testing.assert_close(batched[i], p.f(t, rows[i]), rtol=1e-14, atol=0.0)
-    deeper = p.f(t, rows.reshape(3, 1, p.dim).expand(3, 2, p.dim))
+    deeper = p.f(t, rows.reshape(3, 1, *shape).expand(3, 2, *shape))
     torch.testing.assert_close(deeper[:, 1], batched, rtol=1e-14, atol=0.0)
 
 

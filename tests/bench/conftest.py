@@ -25,6 +25,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if rows:
         _step_table(tr, rows)
     _gradient_table(tr, session)
+    _adjoint_table(tr, session)
 
 
 def _step_table(tr, rows) -> None:
@@ -55,3 +56,21 @@ def _gradient_table(tr, session) -> None:
         tr.write_line(f"{b.name:<44} {info['saved_mib']:>11.3f} {info['nfe']:>8} "
                       f"{info['nfe_backward']:>8} {b.stats.median:>9.4f} "
                       f"{'' if diff is None else f'{diff:.1e}':>12}")
+
+
+def _adjoint_table(tr, session) -> None:
+    rows = [b for b in session.benchmarks if "grad_rel_diff" in (b.extra_info or {})]
+    if not rows:
+        return
+    tr.write_sep("-", "adjoint backward pass: time per backward NFE (median, min)")
+    tr.write_line(f"{'benchmark':<52} {'nfe bwd':>8} {'median':>10} {'min':>10} "
+                  f"{'x fastest':>9} {'grad diff':>9}")
+    per = {b.name: b.stats.median / b.extra_info["nfe_backward"] for b in rows}
+    for mode in sorted({b.extra_info["mode"] for b in rows}):
+        group = sorted((b for b in rows if b.extra_info["mode"] == mode), key=lambda b: per[b.name])
+        fastest = per[group[0].name]
+        for b in group:
+            n = b.extra_info["nfe_backward"]
+            tr.write_line(f"{b.name:<52} {n:>8} {per[b.name] * 1e6:>8.1f}us "
+                          f"{b.stats.min / n * 1e6:>8.1f}us {per[b.name] / fastest:>9.2f} "
+                          f"{b.extra_info['grad_rel_diff']:>9.1e}")

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue 5, as one script for a machine with a CUDA card (about 6 minutes
+# on an H100-class card; CI has no GPU and never runs it):
+#   1. the CUDA tests (tests/test_solver_cuda.py), which skip everywhere else;
+#   2. ours against the peers on the learned problem `mlp`, float32, batch 1 and 10,000:
+#      time per step with CUDA events (the harness's timing on a cuda device);
+#   3. the gradient suite on the card: the adjoint's memory curve as peak CUDA memory
+#      (torch.cuda.max_memory_allocated per case), backprop and checkpoint beside it.
+# Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
+# driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
+# DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-runs}
+device=${DEVICE:-cuda}
+batch=${BATCH:-1,10000}
+if [[ $device == cuda* ]] && ! python -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+  echo "gpu-check: torch sees no CUDA device (torch $(python -c 'import torch; print(torch.__version__)'))" >&2
+  exit 2
+fi
+python - <<'PY'
+import torch
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"card: {p.name}, {p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}, torch {torch.__version__}")
+PY
+if [[ $device == cuda* ]]; then
+  python -m pytest -q tests/test_solver_cuda.py
+fi
+# 2. speed: solve only (no gradient), each solver at its default tolerance or step count
+python -m harness run --device "$device" --dtype float32 --batch "$batch" --problems mlp \
+  --solvers dopri5,dopri5-pt,rk4,euler,tde-dopri5,tde-rk4,tde-euler,to-dopri5 \
+  --rtol 1e-5 --steps 64 --grad none --min-time 0.2 --case-timeout 120 \
+  --out "$out/gpu-speed" --quiet
+# 3. memory: the gradients suite (mlp, rk4 at 10..10000 steps, dopri5 at 1e-3..1e-8)
+python -m harness run --suite gradients --device "$device" --case-timeout 120 \
+  --out "$out/gpu-gradients" --quiet
+python -m harness show "$out/gpu-speed" | head -40
+python -m harness show "$out/gpu-gradients" | head -40
