@@ -31,8 +31,10 @@ def main() -> None:
         tr = sol.trajectories
         for b, e in enumerate(eccs):
             one = shared.solve(f, y0[b], t, rtol=tol, atol=tol)
-            print(f"| {tol:g} | D{b + 1} ({e}) | {one.n_accepted} / {one.n_rejected} | "
-                  f"{tr.n_accepted[b]} / {tr.n_rejected[b]} |")
+            print(
+                f"| {tol:g} | D{b + 1} ({e}) | {one.n_accepted} / {one.n_rejected} | "
+                f"{tr.n_accepted[b]} / {tr.n_rejected[b]} |"
+            )
         sh = shared.solve(f, y0, t, rtol=tol, atol=tol)
         summary.append((tol, sol.n_steps, sol.nfe, sh.n_steps, sh.nfe))
     print()

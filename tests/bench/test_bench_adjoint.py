@@ -51,7 +51,9 @@ def _grads(solver, f, y0, t, mode, rtol, atol):
 def _reference_grads(problem, y0):
     if "ref" not in _reference:
         f = problem.f
-        _reference["ref"] = _grads(make_solver("dopri5"), f, y0, problem.t, "backprop", 1e-11, 1e-11)
+        _reference["ref"] = _grads(
+            make_solver("dopri5"), f, y0, problem.t, "backprop", 1e-11, 1e-11
+        )
     return _reference["ref"]
 
 
