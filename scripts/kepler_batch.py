@@ -8,6 +8,9 @@ Prints, at rtol = atol = 1e-3, 1e-6, 1e-9: each orbit's accepted/rejected steps 
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 
 from problems import nonstiff
@@ -42,6 +45,36 @@ def main() -> None:
     print("|---|---|---|")
     for tol, it, nfe, sh_steps, sh_nfe in summary:
         print(f"| {tol:g} | {it} / {nfe} | {sh_steps} / {sh_nfe} |")
+    print()
+    timing(f, t, shared, per)
+
+
+def timing(f, t, shared, per, rounds: int = 15) -> None:
+    solvers = {"dopri5": shared, "dopri5-pt": per}
+    try:
+        from harness.registry import discover, make_solver
+
+        discover()
+        solvers["to-dopri5"] = make_solver("to-dopri5")
+    except Exception as exc:  # the peers extra is optional
+        print(f"(torchode not timed: {exc})")
+    print("| orbits | " + " | ".join(f"`{k}` ms (NFE)" for k in solvers) + " |")
+    print("|---|" + "---|" * len(solvers))
+    for n in (5, 1000):
+        eccs = torch.linspace(0.1, 0.9, 5) if n == 5 else torch.linspace(0.0, 0.9, n)
+        y0 = torch.tensor([nonstiff.kepler_y0(float(e)) for e in eccs], dtype=torch.float64)
+        times = {k: [] for k in solvers}
+        nfe = {}
+        for r in range(rounds + 1):
+            names = list(solvers)
+            for k in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                sol = solvers[k].solve(f, y0, t, rtol=1e-6, atol=1e-6)
+                if r:  # the first round warms up
+                    times[k].append(time.perf_counter() - start)
+                nfe[k] = sol.nfe
+        cells = [f"{statistics.median(times[k]) * 1e3:.0f} ({nfe[k]})" for k in solvers]
+        print(f"| {n} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ state with the solver's ``state_dim`` (the default, unchanged behaviour).
 """
 
 
-def _channel_rows(x: torch.Tensor, channels: Channels) -> list[torch.Tensor]:
-    flat = x.reshape(-1)
-    return [flat[a:b].reshape(-1, d) for a, b, d in channels]
+def _segments(channels: Channels, n: int) -> Segments:
+    """``channels`` as :class:`Segments` (checked once by the solver; built here otherwise)."""
+    return channels if isinstance(channels, Segments) else check_channels(channels, n)
 
 
-def check_channels(channels: Channels, n: int) -> list[tuple[int, int, int]]:
+def check_channels(channels: Channels, n: int) -> Segments:
     """Validate ``channels`` against a state of ``n`` elements (ValueError naming the problem)."""
     out = []
     for seg in channels:
@@ -51,7 +51,79 @@ def check_channels(channels: Channels, n: int) -> list[tuple[int, int, int]]:
         out.append((a, b, d))
     if not out:
         raise ValueError("`error_channels` must name at least one segment")
-    return out
+    return Segments(out, n)
+
+
+class Segments(list):
+    """Checked :data:`Channels` of a state of ``n`` elements.
+
+    Segments of several rows (trajectories of a batch) are measured row by row as the default
+    norm does, with the same arithmetic. When there are many one-row segments (the adjoint's
+    parameter-gradient channels, one per parameter tensor), those are measured together: one
+    ``index_add_`` takes all their sums of squares, instead of a few ops per segment."""
+
+    SINGLES_AT_LEAST = 3
+
+    def __init__(self, channels: list[tuple[int, int, int]], n: int) -> None:
+        super().__init__(channels)
+        singles = [c for c in channels if c[1] - c[0] == c[2]]
+        if len(singles) < self.SINGLES_AT_LEAST:
+            singles = []
+        self.multi = [c for c in channels if c not in singles]
+        self.singles = singles
+        ids = [len(singles)] * n  # elements of no single-row segment: a last, ignored slot
+        for r, (a, b, _) in enumerate(singles):
+            ids[a:b] = [r] * (b - a)
+        self._ids = ids
+        self._lens = [b - a for a, b, _ in singles]
+        self._cache: dict = {}
+
+    def _index(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (like.device, like.dtype)
+        hit = self._cache.get(key)
+        if hit is None:
+            ids = torch.tensor(self._ids, dtype=torch.long, device=like.device)
+            lens = torch.tensor(self._lens, dtype=like.dtype, device=like.device)
+            hit = self._cache[key] = (ids, lens)
+        return hit
+
+    def single_sums(self, x: torch.Tensor) -> torch.Tensor:
+        """``[len(singles)]``: the sum of ``x`` over each one-row segment."""
+        ids, _ = self._index(x)
+        out = x.new_zeros(len(self.singles) + 1)
+        return out.index_add_(0, ids, x.reshape(-1))[:-1]
+
+    def rows(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The multi-row segments of ``x`` as ``[rows, d]`` views."""
+        flat = x.reshape(-1)
+        return [flat[a:b].reshape(-1, d) for a, b, d in self.multi]
+
+    def row_sums(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [r.sum(-1) for r in self.rows(x)]
+        if self.singles:
+            parts.append(self.single_sums(x))
+        return torch.cat(parts)
+
+    def row_norms(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.linalg.vector_norm(r, dim=-1) for r in self.rows(x)]
+        if self.singles:
+            parts.append(torch.sqrt(self.single_sums(x * x)))
+        return torch.cat(parts)
+
+    def worst(self, scaled: torch.Tensor, h: float) -> float:
+        """The error norm over the segments of ``scaled`` (the error divided by its scale):
+        the worst row's RMS times ``|h|``, with one host sync."""
+        parts = [torch.linalg.vector_norm(r, dim=-1).max() for r in self.rows(scaled)]
+        if self.singles:
+            _, lens = self._index(scaled)
+            parts.append((self.single_sums(scaled * scaled) / lens).max())
+        vals = torch.stack(parts).tolist()
+        if any(v != v for v in vals):
+            return math.nan
+        out = [v * abs(h) / math.sqrt(d) for v, (_, _, d) in zip(vals, self.multi, strict=False)]
+        if self.singles:
+            out.append(math.sqrt(vals[-1]) * abs(h))
+        return max(out)
 
 
 def _per_trajectory(x: torch.Tensor, state_dim: int | None) -> torch.Tensor:
@@ -81,12 +153,26 @@ def _error_norm_host(
     d: int,
 ) -> float:
     """:func:`error_norm` of a small CPU float64 state, in Python floats: copying a few numbers
-    out costs less than the eight tensor ops (IEEE double arithmetic either way, with torch's
-    NaN propagation and division by zero). The sum of squares is summed in order, as DOPRI5
-    does; torch's reduction may fuse multiply-adds, so the two can differ in the last bit."""
+    out costs less than the eight tensor ops."""
+    return error_norm_floats(_flat(err), h, _flat(y_old), _flat(y_new), rtol, atol, d)
+
+
+def error_norm_floats(
+    err: list[float],
+    h: float,
+    y_old: list[float],
+    y_new: list[float],
+    rtol: float,
+    atol: float,
+    d: int,
+) -> float:
+    """:func:`error_norm` on Python floats (IEEE double arithmetic as torch's, with its NaN
+    propagation and division by zero), rows of ``d`` elements, the worst row. The sum of
+    squares is summed in order, as DOPRI5 does; torch's reduction may fuse multiply-adds, so the
+    two can differ in the last bit."""
     worst = acc = 0.0
     k = 0
-    for ei, ai, bi in zip(_flat(err), _flat(y_old), _flat(y_new), strict=True):
+    for ei, ai, bi in zip(err, y_old, y_new, strict=True):
         ai, bi = abs(ai), abs(bi)
         sk = (ai if ai >= bi or ai != ai else bi) * rtol + atol  # torch.maximum keeps NaN
         if sk != 0.0:
@@ -136,11 +222,7 @@ def error_norm(
             return error_norm(err, h, y_old, y_new, rtol, atol, state_dim, channels)
     sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
     if channels is not None:
-        rows = _channel_rows(err / sk, channels)
-        worst = torch.stack([torch.linalg.vector_norm(r, dim=-1).max() for r in rows])
-        return max(  # one sync; the arithmetic of the default path, per segment
-            n * abs(h) / math.sqrt(r.shape[-1]) for n, r in zip(worst.tolist(), rows, strict=True)
-        )
+        return _segments(channels, n).worst(err / sk, h)
     scaled = err / sk
     d = state_dim or scaled.numel()
     if scaled.dim() != 2 or scaled.shape[-1] != d:
@@ -179,15 +261,17 @@ def initial_step(
     Returns the signed step.
     """
 
+    seg = None if channels is None else _segments(channels, y0.numel())
+
     def row_sums(x: torch.Tensor) -> torch.Tensor:
-        if channels is None:
+        if seg is None:
             return _per_trajectory(x, state_dim).sum(-1)
-        return torch.cat([r.sum(-1) for r in _channel_rows(x, channels)])
+        return seg.row_sums(x)
 
     def row_norms(x: torch.Tensor) -> torch.Tensor:
-        if channels is None:
+        if seg is None:
             return torch.linalg.vector_norm(_per_trajectory(x, state_dim), dim=-1)
-        return torch.cat([torch.linalg.vector_norm(r, dim=-1) for r in _channel_rows(x, channels)])
+        return seg.row_norms(x)
 
     with torch.no_grad():
         sk = y0.abs().mul(rtol).add_(atol)

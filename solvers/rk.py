@@ -14,9 +14,11 @@ the whole batch and the error norm runs over all elements, as in Hairer's codes.
 records the solve (``backprop``), every tensor op is out of place (:class:`_GraphStages`);
 when nothing requires a gradient, the stages are written in place into one preallocated
 ``[s, N]`` buffer under ``no_grad`` (:class:`_BufferedStages`): the same ops on the same
-numbers, fewer tensor dispatches per step. The controller works on Python floats, detached;
-the one host sync per adaptive step is the error norm. A new method is a tableau plus one
-registration::
+numbers, fewer tensor dispatches per step. An adaptive solve of a small float64 CPU state
+that nothing records runs in Python floats instead (:mod:`solvers.rk_host`): at batch 1 a
+torch op's dispatch costs more than its arithmetic. The controller works on Python floats,
+detached; the one host sync per adaptive step is the error norm. A new method is a tableau plus
+one registration::
 
     register_solver("heun")(lambda: RungeKutta(HEUN, name="heun", adaptive=False))
 """
@@ -51,6 +53,7 @@ from solvers.control import (
     initial_step,
 )
 from solvers.per_trajectory import solve_per_trajectory
+from solvers.rk_host import HOST_MAX, HostPlan, adaptive_host
 from solvers.tableaux import ButcherTableau
 
 
@@ -592,6 +595,25 @@ class RungeKutta(Solver):
             return _GraphStages(self, fv, co), contextlib.nullcontext()
         return _BufferedStages(self.tableau, f, shape, co, y), torch.no_grad()
 
+    def _host_ok(self, y: torch.Tensor, k1: torch.Tensor) -> bool:
+        """Whether the adaptive loop runs on Python floats (:mod:`solvers.rk_host`): a small
+        float64 CPU state that autograd does not record."""
+        return (
+            y.numel() <= HOST_MAX
+            and y.dtype == torch.float64
+            and y.device.type == "cpu"
+            and k1.dtype == y.dtype
+            and k1.shape == y.shape
+            and k1.device == y.device
+            and not (torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad))
+        )
+
+    def _host_plan(self) -> HostPlan:
+        plan = self._cache.get("host")
+        if plan is None:
+            plan = self._cache["host"] = HostPlan(self.tableau)
+        return plan
+
     def _fixed(self, fv, f, shape, y, times, out, n_steps, max_steps, records, grid=None):
         co = self._coefficients(y)
         uniform = grid is None
@@ -649,6 +671,9 @@ class RungeKutta(Solver):
         k1 = fv(t, y)
         q_init = min(tab.order, (tab.error_order or tab.order)) + 1
         h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim, channels)
+        if channels is None and records is None and self._host_ok(y, k1):
+            return adaptive_host(self, f, shape, y, k1, t, t_end, h, out, rtol, atol, max_steps,
+                                 state_dim, ctrl)
         eng, mode = self._engine(fv, f, shape, co, y, k1)
         e = co.e
         carried = None

@@ -3,6 +3,9 @@
 - A solve autograd does not record runs its stages in place in one buffer
   (``solvers.rk._BufferedStages``); one it records runs them out of place
   (``solvers.rk._GraphStages``). Both must take the same steps and return the same numbers.
+- An adaptive solve of a small CPU float64 state that autograd does not record runs in Python
+  floats (``solvers.rk_host``): the same steps and calls as the tensor loop, the same numbers
+  to rounding (its sums are Hairer's left-to-right ones, not BLAS's).
 - A small CPU float64 state takes the error norm in Python floats
   (``solvers.control._error_norm_host``); it must agree with the tensor norm to rounding,
   NaN and inf included.
@@ -15,9 +18,10 @@ import math
 import pytest
 import torch
 
-from solvers import control
+from solvers import control, rk
+from solvers.base import Status
 from solvers.rk import RungeKutta
-from solvers.tableaux import DOPRI5, RK4
+from solvers.tableaux import DOPRI5, HEUN, RK4
 
 
 def lotka_volterra(t, y):
@@ -46,9 +50,15 @@ def _solve_both(solver, y0, t, **kw):
     return fast, slow
 
 
+@pytest.fixture
+def tensor_loop(monkeypatch):
+    """Every solve takes the tensor loop (no Python-float loop)."""
+    monkeypatch.setattr(rk, "HOST_MAX", 0)
+
+
 @pytest.mark.parametrize("shape", [(2,), (5, 2)], ids=["single", "batch"])
 @pytest.mark.parametrize("solver, kw", CASES)
-def test_buffered_solve_matches_the_recorded_solve(solver, kw, shape) -> None:
+def test_buffered_solve_matches_the_recorded_solve(solver, kw, shape, tensor_loop) -> None:
     y0 = (1.0 + 0.1 * torch.arange(math.prod(shape), dtype=torch.float64)).reshape(shape)
     t = torch.linspace(0.0, 5.0, 13, dtype=torch.float64)  # outputs inside steps
     fast, slow = _solve_both(solver, y0, t, **kw)
@@ -58,6 +68,71 @@ def test_buffered_solve_matches_the_recorded_solve(solver, kw, shape) -> None:
         slow.nfe,
     )
     torch.testing.assert_close(fast.ys, slow.ys.detach(), rtol=0, atol=0)
+
+
+HOST_CASES = [
+    pytest.param(RungeKutta(DOPRI5), {"rtol": 1e-6, "atol": 1e-8}, id="dopri5-continuous"),
+    pytest.param(
+        RungeKutta(DOPRI5, interpolation="hermite"), {"rtol": 1e-5, "atol": 1e-8},
+        id="dopri5-hermite",
+    ),
+    pytest.param(RungeKutta(HEUN, adaptive=True), {"rtol": 1e-4, "atol": 1e-6},
+                 id="heun-hermite-pending"),
+]
+
+
+@pytest.mark.parametrize("shape", [(), (2,), (2, 2)], ids=["0d", "single", "batch-of-2"])
+@pytest.mark.parametrize("solver, kw", HOST_CASES)
+def test_python_float_loop_matches_the_tensor_loop(solver, kw, shape, monkeypatch) -> None:
+    n = math.prod(shape)
+    y0 = (1.0 + 0.1 * torch.arange(n, dtype=torch.float64)).reshape(shape)
+    t = torch.linspace(0.0, 5.0, 13, dtype=torch.float64)
+
+    def f(tt, y):
+        return lotka_volterra(tt, y) if shape else -0.5 * y * math.cos(tt)
+
+    taken = []
+    monkeypatch.setattr(rk, "adaptive_host", _spy(rk.adaptive_host, taken))
+    host = solver.solve(f, y0, t, **kw)
+    assert taken, "the Python-float loop was not taken"
+    monkeypatch.setattr(rk, "HOST_MAX", 0)
+    ref = solver.solve(f, y0, t, **kw)
+    assert len(taken) == 1
+    assert (host.status, host.n_accepted, host.n_rejected, host.nfe) == (
+        ref.status, ref.n_accepted, ref.n_rejected, ref.nfe)
+    torch.testing.assert_close(host.ys, ref.ys, rtol=1e-9, atol=1e-12)  # rounding, amplified
+
+
+def _spy(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def test_python_float_loop_statuses() -> None:
+    solver = RungeKutta(DOPRI5)
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    y0 = torch.tensor([1.0], dtype=torch.float64)
+    blowup = solver.solve(lambda tt, y: y * y, y0, t)  # y = 1/(1 - t): infinite at t = 1
+    assert blowup.status == Status.STEP_TOO_SMALL and abs(blowup.t_reached - 1.0) < 1e-3
+    nan = solver.solve(lambda tt, y: y * math.nan, y0, t)
+    assert nan.status == Status.NONFINITE
+    budget = solver.solve(lotka_volterra, torch.ones(2, dtype=torch.float64), t, max_steps=3)
+    assert budget.status == Status.MAX_STEPS and budget.n_steps == 3
+    assert torch.isnan(budget.ys[-1]).all()
+
+
+def test_python_float_loop_is_not_taken_for_float32_or_a_recorded_solve(monkeypatch) -> None:
+    taken = []
+    monkeypatch.setattr(rk, "adaptive_host", _spy(rk.adaptive_host, taken))
+    solver = RungeKutta(DOPRI5)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    solver.solve(lotka_volterra, torch.ones(2), t)
+    solver.solve(lotka_volterra, torch.ones(2, dtype=torch.float64, requires_grad=True), t)
+    solver.solve(lotka_volterra, torch.ones(rk.HOST_MAX // 2 + 1, 2, dtype=torch.float64), t)
+    assert not taken
 
 
 @pytest.mark.parametrize("solver, kw", CASES[:1] + CASES[2:3])

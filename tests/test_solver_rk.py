@@ -329,6 +329,15 @@ def test_batch_of_identical_trajectories_steps_exactly_as_one() -> None:
     one = make_dopri5().solve(lv, y0, t, rtol=1e-4, atol=1e-4)
     many = make_dopri5().solve(lv, y0.expand(7, 2).clone(), t, rtol=1e-4, atol=1e-4)
     assert (many.n_accepted, many.n_rejected) == (one.n_accepted, one.n_rejected)
+    # the single trajectory ran in Python floats (solvers.rk_host), the batch in tensors
+    torch.testing.assert_close(many.ys[:, 3], one.ys, rtol=1e-12, atol=0)
+    from solvers import rk
+
+    old, rk.HOST_MAX = rk.HOST_MAX, 0
+    try:  # both on the tensor loop: bit for bit
+        one = make_dopri5().solve(lv, y0, t, rtol=1e-4, atol=1e-4)
+    finally:
+        rk.HOST_MAX = old
     assert torch.equal(many.ys[:, 3], one.ys)
 
 

@@ -26,6 +26,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         _step_table(tr, rows)
     _gradient_table(tr, session)
     _adjoint_table(tr, session)
+    _ratio_table(tr, session)
 
 
 def _step_table(tr, rows) -> None:
@@ -59,18 +60,28 @@ def _gradient_table(tr, session) -> None:
 
 
 def _adjoint_table(tr, session) -> None:
-    rows = [b for b in session.benchmarks if "grad_rel_diff" in (b.extra_info or {})]
+    rows = [b for b in session.benchmarks if "per_nfe_us" in (b.extra_info or {})]
     if not rows:
         return
-    tr.write_sep("-", "adjoint backward pass: time per backward NFE (median, min)")
-    tr.write_line(f"{'benchmark':<52} {'nfe bwd':>8} {'median':>10} {'min':>10} "
-                  f"{'x fastest':>9} {'grad diff':>9}")
-    per = {b.name: b.stats.median / b.extra_info["nfe_backward"] for b in rows}
-    for mode in sorted({b.extra_info["mode"] for b in rows}):
-        group = sorted((b for b in rows if b.extra_info["mode"] == mode), key=lambda b: per[b.name])
-        fastest = per[group[0].name]
-        for b in group:
-            n = b.extra_info["nfe_backward"]
-            tr.write_line(f"{b.name:<52} {n:>8} {per[b.name] * 1e6:>8.1f}us "
-                          f"{b.stats.min / n * 1e6:>8.1f}us {per[b.name] / fastest:>9.2f} "
-                          f"{b.extra_info['grad_rel_diff']:>9.1e}")
+    tr.write_sep("-", "adjoint backward pass, interleaved: median time per backward NFE")
+    for b in rows:
+        info = b.extra_info
+        cells = "  ".join(
+            f"{k} {v:.1f}us ({info['nfe_backward'][k]} NFE, grad diff "
+            f"{info['grad_rel_diff'][k]:.1e})"
+            for k, v in info["per_nfe_us"].items()
+        )
+        tr.write_line(f"{info['mode']:<17} {cells}  ours/theirs {info['ratio']:.2f}")
+
+
+def _ratio_table(tr, session) -> None:
+    rows = [b for b in session.benchmarks if "ratios" in (b.extra_info or {})]
+    if not rows:
+        return
+    tr.write_sep("-", "interleaved in one run: median us per attempted step, and ratios")
+    for b in rows:
+        info = b.extra_info
+        per = "  ".join(f"{k} {v:.1f}us" for k, v in info["per_step_us"].items())
+        ratios = "  ".join(f"{k} {v:.2f}" for k, v in info["ratios"].items())
+        tr.write_line(f"batch {info['batch']:>5}: {per}")
+        tr.write_line(f"{'':>12} {ratios}  (rounds: {b.stats.rounds})")

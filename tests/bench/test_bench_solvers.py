@@ -15,6 +15,9 @@ path of the same engine), and one call of the right-hand side alone (``n_steps=1
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -148,4 +151,77 @@ def test_bench_torchode_dopri5(benchmark, batch: int) -> None:
         n_accepted=int(sol.stats["n_accepted"].max()),
         nfe=int(sol.stats["n_f_evals"].max()),
         batch=batch,
+    )
+
+
+ROUNDS = {1: 40, 1000: 30}
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_bench_interleaved_ratios(benchmark, batch: int) -> None:
+    """Issue 5's ratios from one interleaved run: each round times one solve of ours, of
+    torchdiffeq and of torchode, and 100 RHS calls, in an order rotated every round, so a load
+    spike on this shared machine hits them all alike. ``extra_info["per_step_us"]``: median time
+    per attempted step (per call for ``rhs``); ``extra_info["ratios"]``: ours divided by each
+    peer, and our overhead beyond the six RHS calls of a step divided by their cost."""
+    tde = pytest.importorskip("torchdiffeq")
+    to = pytest.importorskip("torchode")
+    t = torch.tensor([0.0, T_END], dtype=torch.float64)
+    y0 = torch_initial(batch)
+    ours = dopri5()
+    y0_rows = y0.reshape(-1, 2)
+    term = to.ODETerm(lv_torch)
+    tode = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(TOL, TOL, term=term))
+    problem = to.InitialValueProblem(y0=y0_rows, t_eval=t.repeat(y0_rows.shape[0], 1))
+
+    def rhs_100():
+        with torch.no_grad():
+            for _ in range(100):
+                lv_torch(0.0, y0)
+
+    runners = {
+        "dopri5": lambda: ours.solve(lv_torch, y0, t, rtol=TOL, atol=TOL),
+        "torchdiffeq": lambda: tde.odeint(lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5"),
+        "torchode": lambda: tode.solve(problem),
+        "rhs": rhs_100,
+    }
+    steps = {
+        "dopri5": ours.solve(lv_torch, y0, t, rtol=TOL, atol=TOL).n_steps,
+        "torchode": int(tode.solve(problem).stats["n_steps"].max()),
+        "rhs": 100,
+    }
+    calls = 0
+
+    def counted(tt, y):
+        nonlocal calls
+        calls += 1
+        return lv_torch(tt, y)
+
+    tde.odeint(counted, y0, t, rtol=TOL, atol=TOL, method="dopri5")
+    steps["torchdiffeq"] = (calls - 2) // 6
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    names = list(runners)
+    turn = 0
+
+    def one_round():
+        nonlocal turn
+        order = names[turn % len(names) :] + names[: turn % len(names)]
+        turn += 1
+        for k in order:
+            start = time.perf_counter()
+            runners[k]()
+            times[k].append(time.perf_counter() - start)
+
+    benchmark.pedantic(one_round, rounds=ROUNDS[batch], warmup_rounds=2)
+    per = {k: statistics.median(v[2:] if len(v) > 2 else v) / steps[k] for k, v in times.items()}
+    rhs6 = 6 * per["rhs"]
+    benchmark.extra_info.update(
+        batch=batch,
+        per_step_us={k: round(v * 1e6, 1) for k, v in per.items()},
+        steps=steps,
+        ratios={
+            "dopri5/torchdiffeq": round(per["dopri5"] / per["torchdiffeq"], 3),
+            "dopri5/torchode": round(per["dopri5"] / per["torchode"], 3),
+            "overhead/rhs": round((per["dopri5"] - rhs6) / rhs6, 3),
+        },
     )
