@@ -71,7 +71,7 @@ def _adjoint_table(tr, session) -> None:
             f"{info['grad_rel_diff'][k]:.1e})"
             for k, v in info["per_nfe_us"].items()
         )
-        tr.write_line(f"{info['mode']:<17} {cells}  ours/theirs {info['ratio']:.2f}")
+        tr.write_line(f"{info['mode']:<17} {cells}  ours/theirs {info['ratio']:.3f}")
 
 
 def _ratio_table(tr, session) -> None:
@@ -82,6 +82,6 @@ def _ratio_table(tr, session) -> None:
     for b in rows:
         info = b.extra_info
         per = "  ".join(f"{k} {v:.1f}us" for k, v in info["per_step_us"].items())
-        ratios = "  ".join(f"{k} {v:.2f}" for k, v in info["ratios"].items())
+        ratios = "  ".join(f"{k} {v:.3f}" for k, v in info["ratios"].items())
         tr.write_line(f"batch {info['batch']:>5}: {per}")
         tr.write_line(f"{'':>12} {ratios}  (rounds: {b.stats.rounds})")
