@@ -33,6 +33,11 @@ state with the solver's ``state_dim`` (the default, unchanged behaviour).
 """
 
 
+def _overlap(channels: list[tuple[int, int, int]]) -> bool:
+    spans = sorted((a, b) for a, b, _ in channels)
+    return any(b0 > a1 for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False))
+
+
 def _segments(channels: Channels, n: int) -> Segments:
     """``channels`` as :class:`Segments` (checked once by the solver; built here otherwise)."""
     return channels if isinstance(channels, Segments) else check_channels(channels, n)
@@ -66,23 +71,24 @@ class Segments(list):
 
     def __init__(self, channels: list[tuple[int, int, int]], n: int) -> None:
         super().__init__(channels)
+        self.n = n
         singles = [c for c in channels if c[1] - c[0] == c[2]]
-        if len(singles) < self.SINGLES_AT_LEAST:
-            singles = []
+        if len(singles) < self.SINGLES_AT_LEAST or _overlap(channels):
+            singles = []  # overlapping segments are each measured in full, one by one
         self.multi = [c for c in channels if c not in singles]
         self.singles = singles
-        ids = [len(singles)] * n  # elements of no single-row segment: a last, ignored slot
-        for r, (a, b, _) in enumerate(singles):
-            ids[a:b] = [r] * (b - a)
-        self._ids = ids
         self._lens = [b - a for a, b, _ in singles]
         self._cache: dict = {}
 
     def _index(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each element's one-row segment (elements of none: a last, ignored slot) and the
+        segments' lengths, on ``like``'s device."""
         key = (like.device, like.dtype)
         hit = self._cache.get(key)
         if hit is None:
-            ids = torch.tensor(self._ids, dtype=torch.long, device=like.device)
+            ids = torch.full((self.n,), len(self.singles), dtype=torch.long, device=like.device)
+            for r, (a, b, _) in enumerate(self.singles):
+                ids[a:b] = r
             lens = torch.tensor(self._lens, dtype=like.dtype, device=like.device)
             hit = self._cache[key] = (ids, lens)
         return hit

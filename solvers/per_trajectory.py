@@ -21,8 +21,8 @@ Each trajectory's steps equal those of the shared-step solver run on it alone, u
 bits of the arithmetic (the same formulas in batched form); ``tests/test_solver_per_trajectory``
 checks the counts on DETEST's Kepler orbits D1-D5 in one batch. This is what torchode does
 (Lienen and Günnemann, "torchode: A Parallel ODE Solver for PyTorch", 2022); the harness puts
-both side by side. The loop has one host sync per iteration (the count of unfinished
-trajectories and of due outputs, read together).
+both side by side. The loop has two host syncs per iteration: whether any trajectory is still
+running, and how many outputs the accepted steps reached.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def solve_per_trajectory(
     context = contextlib.nullcontext() if recorded else torch.no_grad()
     with context:
         if K is not None:
-            K[0].copy_(k1.view(-1))
+            K[0].view(B, d).copy_(k1)
             k1 = K[0].view(B, d)
         while True:
             # the failures DOPRI5 checks before a step, row by row
@@ -228,13 +228,13 @@ def solve_per_trajectory(
                 hs = torch.where(active, h, 0.0)
                 t_dt, h_dt = t.to(dt), hs.to(dt)
                 hy = h_dt[:, None]
-            if not bool(active.any()):
+            if not bool(active.any()):  # the first host sync of this iteration
                 break
             iterations += 1
             if k1 is None:  # a method without FSAL: its first stage at (t, y)
                 k1 = fb(t_dt, y)
                 if K is not None:
-                    K[0].copy_(k1.view(-1))
+                    K[0].view(B, d).copy_(k1)
             ks = [k1]
             y1 = None
             for i in range(1, s):
@@ -246,7 +246,7 @@ def solve_per_trajectory(
                     yi = torch.addcmul(y, hy, comb.view(B, d))
                 ki = fb(torch.add(t_dt, h_dt, alpha=c[i]), yi)
                 if K is not None:
-                    K[i].copy_(ki.view(-1))
+                    K[i].view(B, d).copy_(ki)  # ki may be non-contiguous
                 else:
                     ks.append(ki)
             Ks = K if K is not None else torch.stack(ks).view(s, -1)
@@ -268,7 +268,7 @@ def solve_per_trajectory(
                 reach = torch.searchsorted(Ts, t_new * direction + tol, right=True)
                 n_due = torch.where(accepted, (reach - next_out).clamp_(min=0), 0)
                 code = torch.where(accepted & last, 1, code)
-                most = int(n_due.max())  # the host sync of this iteration
+                most = int(n_due.max())  # the second host sync of this iteration
             acc_col = accepted[:, None]
             for _ in range(most):
                 due = n_due > 0
@@ -288,7 +288,7 @@ def solve_per_trajectory(
             if not fsal:
                 k1 = None
             elif K is not None:
-                K[0].copy_(torch.where(acc_col, K[-1].view(B, d), K[0].view(B, d)).view(-1))
+                K[0].view(B, d).copy_(torch.where(acc_col, K[-1].view(B, d), K[0].view(B, d)))
                 k1 = K[0].view(B, d)
             else:
                 k1 = torch.where(acc_col, ks[-1], k1)

@@ -63,7 +63,9 @@ def compile_combination(plan: list[tuple[int, float]], n: int):
     weights as exact float literals, ``repr`` round-trips a float): the per-element loops of a
     generic version cost more than the arithmetic. A single weight is ``y + (h*w)*k``, as the
     tensor path's ``torch.add(y, k, alpha=h*w)``. Returns ``g(y, ks, h) -> list``."""
-    if len(plan) == 1:
+    if not plan:  # an all-zero row: the stage input is y itself
+        src = "def g(y, ks, h):\n    return list(y)\n"
+    elif len(plan) == 1:
         j, w = plan[0]
         body = ", ".join(f"y[{m}] + hw * ks[{j}][{m}]" for m in range(n))
         src = f"def g(y, ks, h):\n    hw = h * {w!r}\n    return [{body}]\n"

@@ -194,3 +194,33 @@ def test_error_norm_in_python_floats_matches_the_tensor_norm(seed: int) -> None:
         assert math.isnan(fast)
     else:
         assert fast == pytest.approx(ref, rel=1e-14, abs=0)
+
+
+def test_python_float_loop_takes_a_tableau_with_an_all_zero_row(monkeypatch) -> None:
+    """A stage whose row of A is all zeros gets y itself as its input (c = (0, 0, 1))."""
+    from fractions import Fraction as Fr
+
+    from solvers.tableaux import ButcherTableau
+
+    tab = ButcherTableau(
+        name="heun-repeated-stage", c=(0, 0, 1), a=((), (0,), (1, 0)),
+        b=(Fr(1, 2), 0, Fr(1, 2)), order=2, b_err=(Fr(-1, 2), 0, Fr(1, 2)), error_order=1,
+    )
+    solver = RungeKutta(tab, adaptive=True)
+    y0, t = torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    host = solver.solve(lambda tt, y: -y, y0, t)
+    monkeypatch.setattr(rk, "HOST_MAX", 0)
+    ref = solver.solve(lambda tt, y: -y, y0, t)
+    assert host.status == ref.status == Status.OK and host.n_steps == ref.n_steps
+    torch.testing.assert_close(host.ys, ref.ys, rtol=1e-12, atol=0)
+
+
+def test_overlapping_channels_are_each_measured_in_full() -> None:
+    """Three one-row segments that overlap: each is its own RMS, the worst decides (1.0 here:
+    the first segment holds both ones)."""
+    err = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.zeros(1, 5, dtype=torch.float64)
+    channels = [(0, 2, 2), (1, 3, 2), (2, 4, 2)]
+    assert control.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, channels) == pytest.approx(1.0)
+    apart = [(0, 2, 2), (2, 4, 2), (4, 5, 1)]  # no overlap: measured together, same norm
+    assert control.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, apart) == pytest.approx(1.0)

@@ -176,3 +176,18 @@ def test_options_it_refuses():
     with pytest.raises(ValueError, match="need shared steps"):
         per_trajectory().solve(f, kepler_batch(), T20, record_steps=True)
     assert [str(m) for m in per_trajectory().grad_modes] == ["none", "backprop"]
+
+
+def test_a_rhs_returning_a_non_contiguous_tensor():
+    """``(A @ y.T).T`` (a common way to write a linear system) is a transposed view."""
+    a = torch.tensor([[0.0, 1.0], [-1.0, -0.1]], dtype=F64)
+
+    def f(t, y):
+        return (a @ y.T).T
+
+    y0 = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=F64)
+    t = torch.linspace(0.0, 3.0, 4, dtype=F64)
+    sol = per_trajectory().solve(f, y0, t, rtol=1e-8, atol=1e-10)
+    ref = shared().solve(f, y0, t, rtol=1e-8, atol=1e-10)
+    assert sol.status == Status.OK
+    torch.testing.assert_close(sol.ys, ref.ys, rtol=1e-6, atol=1e-8)
