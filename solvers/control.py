@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from solvers.base import RHS
+from solvers.base import RHS, Status
 
 Channels = Sequence[tuple[int, int, int]]
 """Segments ``(start, stop, state_dim)`` of the flattened state that the error norm measures.
@@ -369,3 +369,25 @@ def clip_to_end(t: float, h: float, t_end: float) -> tuple[float, bool]:
     if (t + 1.01 * h - t_end) * h > 0:
         return t_end - t, True
     return h, False
+
+
+NONFINITE_REJECTIONS = 10
+"""Consecutive rejections with an inf/NaN error estimate after which a solve gives up."""
+
+
+def step_failure(n_attempted: int, max_steps: int, h: float, t: float, eps: float):
+    """The checks DOPRI5 makes before each step: ``(status, message)`` when the solve must stop
+    (the step budget is spent, or the step fell below the rounding of ``t``), else None."""
+    if n_attempted >= max_steps:
+        return Status.MAX_STEPS, f"reached max_steps={max_steps} attempted steps at t = {t:g}"
+    if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
+        return Status.STEP_TOO_SMALL, f"step size {abs(h):.3g} too small at t = {t:g}"
+    return None
+
+
+def nonfinite_failure(bad: int, t: float):
+    """After ``bad`` consecutive inf/NaN error estimates: ``(status, message)`` once there are
+    :data:`NONFINITE_REJECTIONS` of them, else None."""
+    if bad >= NONFINITE_REJECTIONS:
+        return Status.NONFINITE, f"the error estimate stayed inf/NaN near t = {t:g}"
+    return None

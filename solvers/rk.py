@@ -51,6 +51,8 @@ from solvers.control import (
     clip_to_end,
     error_norm,
     initial_step,
+    nonfinite_failure,
+    step_failure,
 )
 from solvers.per_trajectory import solve_per_trajectory
 from solvers.rk_host import HOST_MAX, HostPlan, adaptive_host
@@ -682,13 +684,9 @@ class RungeKutta(Solver):
         status, message = Status.OK, ""
         with mode:
             while True:
-                if n_acc + n_rej >= max_steps:
-                    status = Status.MAX_STEPS
-                    message = f"reached max_steps={max_steps} attempted steps at t = {t:g}"
-                    break
-                if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
-                    status = Status.STEP_TOO_SMALL
-                    message = f"step size {abs(h):.3g} too small at t = {t:g}"
+                failure = step_failure(n_acc + n_rej, max_steps, h, t, eps)
+                if failure is not None:
+                    status, message = failure
                     break
                 h, last = clip_to_end(t, h, t_end)
                 if k1 is None:
@@ -718,9 +716,9 @@ class RungeKutta(Solver):
                     n_rej += 1
                     if not math.isfinite(err):
                         bad += 1
-                        if bad >= 10:
-                            status = Status.NONFINITE
-                            message = f"the error estimate stayed inf/NaN near t = {t:g}"
+                        failure = nonfinite_failure(bad, t)
+                        if failure is not None:
+                            status, message = failure
                             break
                 h = h_new
         if pending is not None:

@@ -22,7 +22,7 @@ import math
 import torch
 
 from solvers.base import Status
-from solvers.control import clip_to_end, error_norm_floats
+from solvers.control import clip_to_end, error_norm_floats, nonfinite_failure, step_failure
 
 HOST_MAX = 8
 """The largest state (elements, all trajectories) that takes the Python-float loop."""
@@ -158,13 +158,9 @@ def _loop(
     stage_plans = list(zip(c[1:], combos, strict=True))
     zeros = [0.0] * len(y)
     while True:
-        if n_acc + n_rej >= max_steps:
-            status = Status.MAX_STEPS
-            message = f"reached max_steps={max_steps} attempted steps at t = {t:g}"
-            break
-        if abs(h) < 16.0 * eps * abs(t) or h == 0.0:
-            status = Status.STEP_TOO_SMALL
-            message = f"step size {abs(h):.3g} too small at t = {t:g}"
+        failure = step_failure(n_acc + n_rej, max_steps, h, t, eps)
+        if failure is not None:
+            status, message = failure
             break
         h, last = clip_to_end(t, h, t_end)
         if ks[0] is None:
@@ -202,9 +198,9 @@ def _loop(
             n_rej += 1
             if not math.isfinite(err):
                 bad += 1
-                if bad >= 10:
-                    status = Status.NONFINITE
-                    message = f"the error estimate stayed inf/NaN near t = {t:g}"
+                failure = nonfinite_failure(bad, t)
+                if failure is not None:
+                    status, message = failure
                     break
         h = h_new
     if pending is not None:
