@@ -126,7 +126,6 @@ class _Controller:
 def solve_per_trajectory(
     tableau: ButcherTableau,
     controller_options: dict,
-    name: str,
     f,
     y0: torch.Tensor,
     times: list[float],

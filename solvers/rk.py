@@ -509,7 +509,7 @@ class RungeKutta(Solver):
                     "`record_steps` (the adjoint and checkpoint gradients) need shared steps"
                 )
             return solve_per_trajectory(
-                self.tableau, self.controller_options, self.name, f, y0, times,
+                self.tableau, self.controller_options, f, y0, times,
                 rtol=rtol, atol=atol, max_steps=max_steps or DEFAULT_MAX_STEPS,
             )
         if self.adaptive:
