@@ -8,11 +8,9 @@ Prints, at rtol = atol = 1e-3, 1e-6, 1e-9: each orbit's accepted/rejected steps 
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
+from harness.measure.timing import Interleaved
 from problems import nonstiff
 from problems.detest import KEPLER_D
 from solvers.rk import RungeKutta
@@ -63,17 +61,16 @@ def timing(f, t, shared, per, rounds: int = 15) -> None:
     for n in (5, 1000):
         eccs = torch.linspace(0.1, 0.9, 5) if n == 5 else torch.linspace(0.0, 0.9, n)
         y0 = torch.tensor([nonstiff.kepler_y0(float(e)) for e in eccs], dtype=torch.float64)
-        times = {k: [] for k in solvers}
-        nfe = {}
-        for r in range(rounds + 1):
-            names = list(solvers)
-            for k in names[r % len(names) :] + names[: r % len(names)]:
-                start = time.perf_counter()
-                sol = solvers[k].solve(f, y0, t, rtol=1e-6, atol=1e-6)
-                if r:  # the first round warms up
-                    times[k].append(time.perf_counter() - start)
-                nfe[k] = sol.nfe
-        cells = [f"{statistics.median(times[k]) * 1e3:.0f} ({nfe[k]})" for k in solvers]
+        nfe = {k: s.solve(f, y0, t, rtol=1e-6, atol=1e-6).nfe for k, s in solvers.items()}
+        runners = {
+            k: lambda s=s, y0=y0: s.solve(f, y0, t, rtol=1e-6, atol=1e-6)
+            for k, s in solvers.items()
+        }
+        timer = Interleaved(runners, warmup=1)
+        for _ in range(rounds + timer.warmup):
+            timer.round()
+        med = timer.medians()
+        cells = [f"{med[k] * 1e3:.0f} ({nfe[k]})" for k in solvers]
         print(f"| {n} | " + " | ".join(cells) + " |")
 
 

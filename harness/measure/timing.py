@@ -7,6 +7,9 @@ measures accuracy, already outlasted ``max_time``, and reports that run as the o
 Garbage collection is off while timing, as ``timeit`` does. The raw samples are kept; the
 summary is the median, the interquartile range and the minimum. On CUDA, the wall time of
 each call is measured with CUDA events after synchronising the device.
+
+:class:`Interleaved` times several callables round-robin, for ratios measured in one run (the
+benchmarks in ``tests/bench`` and ``scripts/kepler_batch.py`` use it).
 """
 
 from __future__ import annotations
@@ -101,3 +104,44 @@ def time_call(
         if gc_was_enabled:
             gc.enable()
     return timing
+
+
+class Interleaved:
+    """Time several callables side by side, round-robin, for ratios on a noisy machine.
+
+    Each :meth:`round` runs every callable once, in an order rotated by one place per round, so
+    a slow spell of a shared machine lands on all of them alike; comparing medians of the kept
+    samples gives a ratio measured in one run. ``setups`` (optional, by name) run before their
+    callable, outside the timer, and their return value is passed to it as its arguments (a
+    tuple), e.g. a forward solve before a timed backward pass. The first ``warmup`` rounds are
+    not kept.
+    """
+
+    def __init__(
+        self,
+        runners: dict[str, Callable],
+        setups: dict[str, Callable[[], tuple]] | None = None,
+        warmup: int = 0,
+    ) -> None:
+        self.runners = runners
+        self.setups = setups or {}
+        self.warmup = warmup
+        self.times: dict[str, list[float]] = {k: [] for k in runners}
+        self._turn = 0
+
+    def round(self) -> None:
+        names = list(self.runners)
+        k = self._turn % len(names)
+        keep = self._turn >= self.warmup
+        self._turn += 1
+        for name in names[k:] + names[:k]:
+            args = self.setups[name]() if name in self.setups else ()
+            start = time.perf_counter()
+            self.runners[name](*args)
+            elapsed = time.perf_counter() - start
+            if keep:
+                self.times[name].append(elapsed)
+
+    def medians(self) -> dict[str, float]:
+        """The median kept time of each callable (NaN where none was kept)."""
+        return {k: statistics.median(v) if v else float("nan") for k, v in self.times.items()}

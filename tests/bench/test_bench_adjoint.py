@@ -21,13 +21,11 @@ tolerance's level, so a faster backward pass cannot come from a worse gradient.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import torch
 
 from harness.measure.nfe import CountingRHS
+from harness.measure.timing import Interleaved
 from harness.registry import build_problem, discover, make_solver
 from solvers.gradients import grad_rel_err, odeint
 
@@ -67,9 +65,8 @@ def test_bench_adjoint_backward(benchmark, mode: str) -> None:
     problem, y0 = _setting()
     params = tuple(problem.f.parameters())
     reference = _reference_grads(problem, y0)
-    names = ("dopri5", "tde-dopri5")
     runs = {}
-    for name in names:
+    for name in ("dopri5", "tde-dopri5"):
         solver, f = make_solver(name), CountingRHS(problem.f)
 
         def forward(solver=solver, f=f):
@@ -82,26 +79,19 @@ def test_bench_adjoint_backward(benchmark, mode: str) -> None:
         grads = torch.autograd.grad(loss, (y, *params))
         diff = grad_rel_err(grads, reference)
         assert diff < 1e-4, f"{name} {mode}: gradient off by {diff:.2e} (relative) at rtol {TOL}"
-        runs[name] = dict(forward=forward, nfe_backward=f.calls, grad_rel_diff=diff, times=[])
-    turn = 0
+        runs[name] = dict(forward=forward, nfe_backward=f.calls, grad_rel_diff=diff)
 
-    def one_round():
-        """Both backward passes, in an order that alternates round by round; only
-        ``autograd.grad`` is inside the timer (each forward solve runs before it)."""
-        nonlocal turn
-        order = names if turn % 2 == 0 else names[::-1]
-        turn += 1
-        for name in order:
-            loss, y = runs[name]["forward"]()
-            start = time.perf_counter()
-            torch.autograd.grad(loss, (y, *params))
-            runs[name]["times"].append(time.perf_counter() - start)
+    def backward(loss, y):
+        torch.autograd.grad(loss, (y, *params))
 
-    benchmark.pedantic(one_round, rounds=15, warmup_rounds=1)
-    per = {
-        name: statistics.median(r["times"][1:] or r["times"]) / r["nfe_backward"]
-        for name, r in runs.items()
-    }
+    # both backward passes, in alternating order; each forward solve runs outside the timer
+    timer = Interleaved(
+        {name: backward for name in runs},
+        setups={name: r["forward"] for name, r in runs.items()},
+        warmup=1,
+    )
+    benchmark.pedantic(timer.round, rounds=15 + timer.warmup)
+    per = {name: v / runs[name]["nfe_backward"] for name, v in timer.medians().items()}
     benchmark.extra_info.update(
         mode=mode,
         batch=BATCH,

@@ -15,14 +15,12 @@ path of the same engine), and one call of the right-hand side alone (``n_steps=1
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import pytest
 import torch
 from scipy.integrate import ode, solve_ivp
 
+from harness.measure.timing import Interleaved
 from solvers.builtin import dopri5, rk4
 
 TOL = 1e-6
@@ -121,6 +119,14 @@ def test_bench_torchdiffeq_dopri5(benchmark, batch: int) -> None:
     tde = pytest.importorskip("torchdiffeq")
     y0 = torch_initial(batch)
     t = torch.tensor([0.0, T_END], dtype=torch.float64)
+    n_steps, calls = _torchdiffeq_steps(tde, y0, t)
+    benchmark(tde.odeint, lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5")
+    benchmark.extra_info.update(n_steps=n_steps, nfe=calls, batch=batch)
+
+
+def _torchdiffeq_steps(tde, y0: torch.Tensor, t: torch.Tensor) -> tuple[int, int]:
+    """torchdiffeq reports no counts: ``(attempted steps, calls)`` from counting ``f``'s calls
+    (``f(t0)``, the initial-step probe, then 6 calls per attempted step, FSAL)."""
     calls = 0
 
     def counted(tt, y):
@@ -129,20 +135,23 @@ def test_bench_torchdiffeq_dopri5(benchmark, batch: int) -> None:
         return lv_torch(tt, y)
 
     tde.odeint(counted, y0, t, rtol=TOL, atol=TOL, method="dopri5")
-    # f(t0), the initial-step probe, then 6 calls per attempted step (FSAL)
-    benchmark(tde.odeint, lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5")
-    benchmark.extra_info.update(n_steps=(calls - 2) // 6, nfe=calls, batch=batch)
+    return (calls - 2) // 6, calls
+
+
+def _torchode_dopri5(to, y0_rows: torch.Tensor, t: torch.Tensor):
+    """torchode's Dopri5 with its integral controller, and the problem ``[B, 2]`` to ``t``."""
+    term = to.ODETerm(lv_torch)
+    controller = to.IntegralController(atol=TOL, rtol=TOL, term=term)
+    solver = to.AutoDiffAdjoint(to.Dopri5(term=term), controller)
+    problem = to.InitialValueProblem(y0=y0_rows, t_eval=t.repeat(y0_rows.shape[0], 1))
+    return solver, problem
 
 
 @pytest.mark.parametrize("batch", [1, 1000])
 def test_bench_torchode_dopri5(benchmark, batch: int) -> None:
     to = pytest.importorskip("torchode")
-    y0 = torch_initial(batch).reshape(-1, 2)
-    term = to.ODETerm(lv_torch)
-    controller = to.IntegralController(atol=TOL, rtol=TOL, term=term)
-    solver = to.AutoDiffAdjoint(to.Dopri5(term=term), controller)
-    t_eval = torch.tensor([0.0, T_END], dtype=torch.float64).repeat(y0.shape[0], 1)
-    problem = to.InitialValueProblem(y0=y0, t_eval=t_eval)
+    t = torch.tensor([0.0, T_END], dtype=torch.float64)
+    solver, problem = _torchode_dopri5(to, torch_initial(batch).reshape(-1, 2), t)
     sol = benchmark(solver.solve, problem)
     if int(sol.status.max()) != 0:
         raise RuntimeError(f"torchode failed: status {sol.status.tolist()}")
@@ -169,51 +178,30 @@ def test_bench_interleaved_ratios(benchmark, batch: int) -> None:
     t = torch.tensor([0.0, T_END], dtype=torch.float64)
     y0 = torch_initial(batch)
     ours = dopri5()
-    y0_rows = y0.reshape(-1, 2)
-    term = to.ODETerm(lv_torch)
-    tode = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(TOL, TOL, term=term))
-    problem = to.InitialValueProblem(y0=y0_rows, t_eval=t.repeat(y0_rows.shape[0], 1))
+    tode, problem = _torchode_dopri5(to, y0.reshape(-1, 2), t)
 
     def rhs_100():
         with torch.no_grad():
             for _ in range(100):
                 lv_torch(0.0, y0)
 
-    runners = {
-        "dopri5": lambda: ours.solve(lv_torch, y0, t, rtol=TOL, atol=TOL),
-        "torchdiffeq": lambda: tde.odeint(lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5"),
-        "torchode": lambda: tode.solve(problem),
-        "rhs": rhs_100,
-    }
+    timer = Interleaved(
+        {
+            "dopri5": lambda: ours.solve(lv_torch, y0, t, rtol=TOL, atol=TOL),
+            "torchdiffeq": lambda: tde.odeint(lv_torch, y0, t, rtol=TOL, atol=TOL, method="dopri5"),
+            "torchode": lambda: tode.solve(problem),
+            "rhs": rhs_100,
+        },
+        warmup=2,
+    )
     steps = {
         "dopri5": ours.solve(lv_torch, y0, t, rtol=TOL, atol=TOL).n_steps,
+        "torchdiffeq": _torchdiffeq_steps(tde, y0, t)[0],
         "torchode": int(tode.solve(problem).stats["n_steps"].max()),
         "rhs": 100,
     }
-    calls = 0
-
-    def counted(tt, y):
-        nonlocal calls
-        calls += 1
-        return lv_torch(tt, y)
-
-    tde.odeint(counted, y0, t, rtol=TOL, atol=TOL, method="dopri5")
-    steps["torchdiffeq"] = (calls - 2) // 6
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    names = list(runners)
-    turn = 0
-
-    def one_round():
-        nonlocal turn
-        order = names[turn % len(names) :] + names[: turn % len(names)]
-        turn += 1
-        for k in order:
-            start = time.perf_counter()
-            runners[k]()
-            times[k].append(time.perf_counter() - start)
-
-    benchmark.pedantic(one_round, rounds=ROUNDS[batch], warmup_rounds=2)
-    per = {k: statistics.median(v[2:] if len(v) > 2 else v) / steps[k] for k, v in times.items()}
+    benchmark.pedantic(timer.round, rounds=ROUNDS[batch] + timer.warmup)
+    per = {k: v / steps[k] for k, v in timer.medians().items()}
     rhs6 = 6 * per["rhs"]
     benchmark.extra_info.update(
         batch=batch,
