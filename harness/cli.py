@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_checked(_positive_int, "a positive integer"),
                    help="torch intra-op threads (default: torch's choice, recorded)")
     r.add_argument("--no-report", action="store_true", help="skip writing report.html")
+    r.add_argument("--dry-run", action="store_true",
+                   help="check the selection and print the plan's size; run and write nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ls = sub.add_parser("list", help="list registered solvers and problems")
@@ -360,6 +362,11 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     plan = expand(suite, problem_tags, filters, scales)
     for note in p_notes + plan.notes:
         print(f"note: {note}", file=sys.stderr)
+
+    if args.dry_run:
+        print(f"{len(plan.cases)} cases ({len(plan.problems)} problems, "
+              f"{len(plan.solvers)} solvers), suite {suite.name!r}")
+        return 0
 
     run_dir = args.out or Path("runs") / _new_run_id(suite)
     if run_dir.exists() and read_rows(run_dir) and not args.resume:
