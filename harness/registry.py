@@ -8,11 +8,12 @@ modules. A name registered twice is an error that names both sources.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -64,6 +65,37 @@ def _source_of(obj: Any) -> str:
     return f"module {module} ({where})"
 
 
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """`` (did you mean 'dopri5'?)`` when ``name`` is a near miss of one of ``valid`` (by
+    :func:`difflib.get_close_matches`, ignoring case), else ``""``."""
+    if not isinstance(name, str) or not name:
+        return ""
+    by_lower: dict[str, str] = {}
+    for v in valid:
+        by_lower.setdefault(v.lower(), v)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unknown_message(
+    kind: str, bad: Sequence[object], valid: Sequence[str], choices: str | None = None
+) -> str:
+    """The one-line refusal of unknown names, each with its nearest valid name, then the valid
+    ones: ``unknown solver 'dorpi5' (did you mean 'dopri5'?); valid solvers: dopri5, euler, ...``.
+
+    ``choices`` replaces the closing ``valid <kind>s: ...`` (e.g. to add "or a path").
+    """
+    names = ", ".join(f"{_short_repr(n)}{did_you_mean(n, valid)}" for n in bad)
+    plural = "s" if len(bad) > 1 else ""
+    choices = choices if choices is not None else f"valid {kind}s: {', '.join(valid)}"
+    return f"unknown {kind}{plural} {names}; {choices}"
+
+
 class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -89,10 +121,8 @@ class Registry:
     def get(self, name: str) -> Entry:
         try:
             return self._entries[name]
-        except KeyError:
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
-            ) from None
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            raise RegistryError(unknown_message(self.kind, [name], self.names())) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -4,15 +4,18 @@ A :class:`Suite` is the matrix a run covers: which problems and solvers, the tol
 adaptive solvers, the step-count ladder (doubling) for fixed-step solvers, devices, dtypes and
 batch sizes, and how to time. It comes from a built-in name (``default``, ``quick``), a TOML file,
 and command-line overrides, in that order. :func:`expand` turns it into :class:`Case` records
-after checking every name and value, so a bad setting is refused before anything runs.
+after checking every name and value, so a bad setting is refused before anything runs; an
+unknown name is answered with the nearest valid one. A suite file must select problems, solvers
+or tags, or say ``everything = true``: an empty file would otherwise run every case there is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,13 +129,146 @@ BUILTIN_SUITES: dict[str, Suite] = {
     ),
 }
 
-_TOML_KEYS = {
-    "name": str, "problems": list, "solvers": list, "tags": list, "rtol": list, "atol": list,
-    "steps": list, "devices": list, "dtypes": list, "batch": list, "max_steps": int,
-    "grad_modes": list, "include": list, "problems_sample": bool,
-    "warmup": int, "min_time": float, "min_repeats": int, "max_time": float,
-    "case_timeout": float,
+# TOML ints have no bound in tomllib; torch and the loops take 64-bit ones
+_INT_MAX = 2**63 - 1
+# the keys of a suite file that select problems or solvers: a file must name one of them, or
+# write `everything = true`, since selecting nothing means every problem with every solver
+_SELECTING = ("problems", "solvers", "tags")
+
+
+class _BadValue(Exception):
+    """A suite-file value of the wrong kind; the message describes what was found."""
+
+
+def _toml_text(value: Any, limit: int = 60) -> str:
+    """``value`` written as in TOML (``true``, ``nan``, ``[1, 2]``), cut to ``limit`` chars."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = "nan" if math.isnan(value) else repr(value)
+    elif isinstance(value, int):  # str() of a huge int is slow, and limited to 4300 digits
+        text = str(value) if abs(value) < 10**100 else f"an integer of {value.bit_length()} bits"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_toml_text(v, limit) for v in value[:10]) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else repr(k)} = "
+                               f"{_toml_text(v, limit)}" for k, v in value.items()) + "}"
+    else:  # dates and times
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in ((str, "string"), (int, "integer"), (float, "float"), (list, "list"),
+                       (dict, "table")):
+        if isinstance(value, kind):
+            return name
+    return "date/time"
+
+
+def _got(value: Any, position: int | None = None) -> str:
+    if isinstance(value, list) and not value and position is None:
+        return "an empty list"
+    where = f" at position {position}" if position is not None else ""
+    return f"{_toml_type(value)} {_toml_text(value)}{where}"
+
+
+def _items(value: Any) -> list:
+    if not isinstance(value, list) or not value:
+        raise _BadValue(_got(value))
+    return value
+
+
+def _names_value(value: Any) -> tuple[str, ...]:
+    items = _items(value)
+    for i, v in enumerate(items, 1):
+        if not isinstance(v, str) or not v.strip():
+            raise _BadValue(_got(v, i))
+    return tuple(items)
+
+
+def _number(v: Any, position: int | None, minimum: float, strict: bool) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _BadValue(_got(v, position))
+    try:
+        x = float(v)
+    except OverflowError:
+        raise _BadValue(_got(v, position)) from None
+    if not math.isfinite(x) or x < minimum or (strict and x == minimum):
+        raise _BadValue(_got(v, position))
+    return x
+
+
+def _integer(v: Any, position: int | None, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= _INT_MAX:
+        raise _BadValue(_got(v, position))
+    return v
+
+
+def _tolerances_value(value: Any) -> tuple[float, ...]:
+    return tuple(_number(v, i, 0.0, True) for i, v in enumerate(_items(value), 1))
+
+
+def _counts_value(value: Any) -> tuple[int, ...]:
+    return tuple(_integer(v, i, 1) for i, v in enumerate(_items(value), 1))
+
+
+def _name_value(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or not value.isprintable() or any(
+        c in value for c in "/\\"
+    ):
+        raise _BadValue(_got(value))
+    return value
+
+
+def _bool_value(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _BadValue(_got(value))
+    return value
+
+
+def _int_value(minimum: int) -> Callable[[Any], int]:
+    return lambda value: _integer(value, None, minimum)
+
+
+def _float_value(strict: bool) -> Callable[[Any], float]:
+    return lambda value: _number(value, None, 0.0, strict)
+
+
+# key: (what it must be, as the error says it, and the check that returns the Suite's value)
+_TOML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "name": ("a string without slashes, e.g. name = \"mine\"", _name_value),
+    "everything": ("true or false (true: every problem with every solver)", _bool_value),
+    "problems": ("a list of problem names, e.g. problems = [\"kepler\"]", _names_value),
+    "solvers": ("a list of solver names, e.g. solvers = [\"rk4\", \"dopri5\"]", _names_value),
+    "tags": ("a list of tags, e.g. tags = [\"stiff\"]", _names_value),
+    "rtol": ("a list of positive numbers, e.g. rtol = [1e-3, 1e-6]", _tolerances_value),
+    "atol": ("a list of positive numbers, e.g. atol = [1e-6]", _tolerances_value),
+    "steps": ("a list of positive integers, e.g. steps = [32, 64]", _counts_value),
+    "devices": ("a list of devices, e.g. devices = [\"cpu\", \"cuda:0\"]", _names_value),
+    "dtypes": ("a list of dtypes, e.g. dtypes = [\"float64\"]", _names_value),
+    "batch": ("a list of positive integers, e.g. batch = [1, 1000]", _counts_value),
+    "max_steps": ("a positive integer, e.g. max_steps = 100000", _int_value(1)),
+    "grad_modes": ("a list of gradient modes, e.g. grad_modes = [\"backprop\"]", _names_value),
+    "include": ("a list of built-in suite names, e.g. include = [\"gradients\"]",
+                lambda v: () if v == [] else _names_value(v)),
+    "problems_sample": ("true or false", _bool_value),
+    "warmup": ("an integer >= 0", _int_value(0)),
+    "min_time": ("a number of seconds >= 0", _float_value(strict=False)),
+    "min_repeats": ("a positive integer", _int_value(1)),
+    "max_time": ("a number of seconds >= 0", _float_value(strict=False)),
+    "case_timeout": ("a positive number of seconds", _float_value(strict=True)),
 }
+
+
+def _shown(path: Path) -> str:
+    """A path for a one-line message (quoted where it holds a newline or other control)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def load_suite(spec: str) -> Suite:
@@ -140,43 +276,98 @@ def load_suite(spec: str) -> Suite:
     if spec in BUILTIN_SUITES:
         return BUILTIN_SUITES[spec]
     path = Path(spec)
-    if spec.endswith(".toml") or path.exists():
+    try:
+        exists = bool(spec.strip()) and path.exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        exists = False
+    if spec.endswith(".toml") or exists:
         return load_toml(path)
-    raise SuiteError(
-        f"unknown suite {spec!r}; built-in suites: {', '.join(BUILTIN_SUITES)}, "
-        "or give the path of a .toml file"
-    )
+    raise SuiteError(registry.unknown_message(
+        "suite", [spec], list(BUILTIN_SUITES),
+        choices=f"built-in suites: {', '.join(BUILTIN_SUITES)}, or give the path of a .toml file",
+    ))
 
 
 def load_toml(path: Path) -> Suite:
-    if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
+    """The suite a TOML file describes; every key and value is checked, and a file that selects
+    no problems, solvers or tags must say ``everything = true``."""
+    shown = _shown(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            raise SuiteError(f"suite file {shown} is a directory, not a .toml file")
+        if not path.exists():
+            raise SuiteError(f"suite file {shown} does not exist")
+        if not path.is_file():  # a FIFO or a device would block or read garbage
+            raise SuiteError(f"suite file {shown} is not a regular file")
+        text = path.read_text(encoding="utf-8")
+    except SuiteError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            f"suite file {shown} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or _one_line(str(exc))
+        raise SuiteError(f"suite file {shown} cannot be read: {why}") from None
+    return _suite_from_toml(text, path)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _line_of(text: str, key: str) -> str:
+    """``, line N`` where ``key`` is set at the top level of ``text`` (best effort), else ``""``."""
+    k = re.escape(key)
+    pattern = rf"""^[ \t]*(?:\[{{1,2}}[ \t]*)?(?:{k}|"{k}"|'{k}')[ \t]*[=.\]]"""
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None:
+        return ""
+    line = text.count("\n", 0, found.start()) + 1
+    return f", line {line}"
+
+
+def _suite_from_toml(text: str, path: Path) -> Suite:
+    shown = _shown(path)
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"suite file {path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - set(_TOML_KEYS))
+        raise SuiteError(f"suite file {shown}: not valid TOML: {_one_line(str(exc))}") from None
+    except ValueError as exc:  # tomllib reads ints with int(), which stops at 4300 digits
+        why = "an integer of more than 4300 digits" if "digits" in str(exc) else str(exc)
+        raise SuiteError(f"suite file {shown}: not valid TOML: {_one_line(why)}") from None
+    except RecursionError:
+        raise SuiteError(f"suite file {shown}: not valid TOML: lists nested too deeply") from None
+    unknown = [k for k in data if k not in _TOML_KEYS]
     if unknown:
         raise SuiteError(
-            f"suite file {path}: unknown key(s) {', '.join(unknown)}; "
-            f"allowed keys: {', '.join(_TOML_KEYS)}"
-        )
-    values: dict[str, Any] = {"name": path.stem, "source": f"suite file {path}"}
-    for key, value in data.items():
-        want = _TOML_KEYS[key]
-        ok = isinstance(value, want) or (want is float and isinstance(value, int))
-        if isinstance(value, bool) and want is not bool:
-            ok = False
-        if not ok:
-            raise SuiteError(
-                f"suite file {path}: key {key!r} must be a {want.__name__}, "
-                f"got {type(value).__name__} {value!r}"
+            f"suite file {shown}{_line_of(text, unknown[0])}: " + registry.unknown_message(
+                "key", unknown, list(_TOML_KEYS), choices=f"allowed keys: {', '.join(_TOML_KEYS)}"
             )
-        values[key] = tuple(value) if isinstance(value, list) else value
-    try:
-        return Suite(**values)
-    except TypeError as exc:  # pragma: no cover - keys are checked above
-        raise SuiteError(f"suite file {path}: {exc}") from None
+        )
+    values: dict[str, Any] = {"name": path.stem, "source": f"suite file {shown}"}
+    for key, value in data.items():
+        what, check = _TOML_KEYS[key]
+        try:
+            values[key] = check(value)
+        except _BadValue as exc:
+            raise SuiteError(
+                f"suite file {shown}{_line_of(text, key)}: key {key!r} must be {what}; got {exc}"
+            ) from None
+    everything = values.pop("everything", False)
+    selecting = [k for k in _SELECTING if k in values]
+    if not selecting and not everything:
+        raise SuiteError(
+            f"suite file {shown} selects nothing, which would run every problem with every "
+            "solver: name problems, solvers or tags (e.g. solvers = [\"rk4\"]), or write "
+            "everything = true to mean that"
+        )
+    if selecting and everything:
+        raise SuiteError(
+            f"suite file {shown}: everything = true means every problem and solver, but the "
+            f"file also selects {', '.join(selecting)}; keep one or the other"
+        )
+    return Suite(**values)
 
 
 def override(suite: Suite, **changes: Any) -> Suite:
@@ -239,25 +430,37 @@ class Plan:
 
 
 def _check_names(kind: str, given: Iterable[str], valid: list[str]) -> None:
-    bad = [n for n in given if n not in valid]
+    bad = [n for n in given if not isinstance(n, str) or n not in valid]
     if bad:
-        raise SuiteError(
-            f"unknown {kind}{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-            f"valid {kind}s: {', '.join(valid)}"
-        )
+        raise SuiteError(registry.unknown_message(kind, bad, valid))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _check_positive(name: str, values: Iterable[float]) -> None:
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise SuiteError(f"{name} must be positive finite numbers; got {v!r}")
+        try:
+            ok = _is_number(v) and math.isfinite(v) and v > 0
+        except OverflowError:  # an int too large for a float
+            ok = False
+        if not ok:
+            raise SuiteError(f"{name} must be positive finite numbers; got {_toml_text(v)}")
+
+
+def _check_counts(name: str, values: Iterable[int], what: str = "positive integers") -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= _INT_MAX:
+            raise SuiteError(f"{name} must be {what} of at most 2**63 - 1; got {_toml_text(v)}")
 
 
 def _check_device(device: str) -> None:
     try:
         dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise SuiteError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    except (RuntimeError, ValueError, TypeError):
+        hint = registry.did_you_mean(device, ["cpu", "cuda"])
+        raise SuiteError(f"unknown device {device!r}{hint}; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
         raise SuiteError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
     if dev.type == "cuda":
@@ -285,7 +488,7 @@ def tolerance_pairs(suite: Suite) -> list[tuple[float, float]]:
     if len(rtol) == 1:
         return [(rtol[0], a) for a in atol]
     raise SuiteError(
-        f"--rtol has {len(rtol)} values and --atol {len(atol)}: give lists of the same length "
+        f"rtol has {len(rtol)} values and atol {len(atol)}: give lists of the same length "
         "(paired), or one value for either"
     )
 
@@ -321,20 +524,18 @@ def expand(
     problems and gradient modes are intersected with it, devices and dtypes replaced.
     ``problem_scales`` maps a problem to its error scales ``(atol, rtol)``; where the suite
     gives no ``atol``, a case's atol is its rtol times the problem's ``atol / rtol``.
+    A relative tolerance below the machine epsilon of a dtype it runs in is refused, one
+    below 1000 eps gets a ``warning:`` note.
     """
     filters = filters or Filters()
+    _check_includes(suite)
     # Solvers the user named (on the command line or in a suite file) must do the gradient
     # modes asked for; of a built-in suite's solvers, those that cannot are skipped.
     named = filters.solvers is not None or not suite.source.startswith("built-in")
     scales = problem_scales or {}
     plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales)
-    seen = {c.case_id for c in plan.cases}
-    for name in suite.include:
-        if name not in BUILTIN_SUITES or name == suite.name:
-            raise SuiteError(
-                f"suite {suite.name!r} includes {name!r}; built-in suites: "
-                f"{', '.join(n for n in BUILTIN_SUITES if n != suite.name)}"
-            )
+    origins: dict[str, str] = {c.case_id: "" for c in plan.cases}  # case id -> included suite
+    for name in dict.fromkeys(suite.include):
         inc = BUILTIN_SUITES[name]
         narrowed = dataclasses.replace(
             inc,
@@ -351,8 +552,8 @@ def expand(
         part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales)
         plan.notes.extend(part.notes)
         for case in part.cases:
-            if case.case_id not in seen:
-                seen.add(case.case_id)
+            if case.case_id not in origins:
+                origins[case.case_id] = name
                 plan.cases.append(case)
                 if case.problem not in plan.problems:
                     plan.problems.append(case.problem)
@@ -361,7 +562,66 @@ def expand(
         plan.parts[name] = narrowed
     if not plan.cases:
         raise SuiteError("the selection leaves no case to run")
+    plan.notes.extend(_check_rtol_precision(plan.cases, origins))
     return plan
+
+
+def _check_includes(suite: Suite) -> None:
+    # a built-in suite may not include itself; a file may include the built-in of its name
+    builtin = suite.source.startswith("built-in")
+    others = [n for n in BUILTIN_SUITES if n != suite.name or not builtin]
+    for name in suite.include:
+        if builtin and name == suite.name:
+            raise SuiteError(f"suite {suite.name!r} includes itself; built-in suites to include: "
+                             f"{', '.join(others)}")
+        if not isinstance(name, str) or name not in BUILTIN_SUITES:
+            raise SuiteError(f"suite {suite.name!r} includes an " + registry.unknown_message(
+                "suite", [name], others, choices=f"built-in suites: {', '.join(others)}"
+            ))
+
+
+def _check_rtol_precision(cases: list[Case], origins: dict[str, str]) -> list[str]:
+    """Refuse a relative tolerance below the machine epsilon of the dtype a case runs in (no
+    solver can meet it: rounding y once already costs eps); return one warning per dtype for
+    those below 1000 eps, where round-off swamps the error estimate and step-size control
+    tends to shrink the step until it fails."""
+    used: dict[str, dict[float, set[str]]] = {}  # dtype -> rtol -> included suites ("" none)
+    for c in cases:
+        if c.rtol is not None and c.dtype in DTYPES:
+            used.setdefault(c.dtype, {}).setdefault(c.rtol, set()).add(origins.get(c.case_id, ""))
+    warnings = []
+    for dtype, by_rtol in used.items():
+        eps = torch.finfo(DTYPES[dtype]).eps
+        below = sorted((r for r in by_rtol if r < eps), reverse=True)
+        if below:
+            one = len(below) == 1
+            message = (
+                f"rtol {_tolerance_list(below)} {'is' if one else 'are'} below {dtype}'s "
+                f"machine epsilon ({eps:.1e}): no solver can meet {'it' if one else 'them'}; "
+                f"use rtol >= {1000 * eps:.1e} (1000 eps) for {dtype}"
+            )
+            # the command line's --rtol does not reach an included suite's own ladder
+            inherited = [r for r in below if "" not in by_rtol[r]]
+            if inherited:
+                parts = sorted({o for r in inherited for o in by_rtol[r]})
+                message += (
+                    f"; {_tolerance_list(inherited)} {'comes' if len(inherited) == 1 else 'come'}"
+                    f" from included suite {', '.join(map(repr, parts))}, which --grad none "
+                    "leaves out"
+                )
+            raise SuiteError(message)
+        near = sorted((r for r in by_rtol if r < 1000 * eps), reverse=True)
+        if near:
+            warnings.append(
+                f"warning: rtol {_tolerance_list(near)} {'is' if len(near) == 1 else 'are'} "
+                f"below 1000 eps of {dtype} ({1000 * eps:.1e}): expect step_too_small or "
+                "max_steps"
+            )
+    return warnings
+
+
+def _tolerance_list(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def _pairs_for(
@@ -418,24 +678,24 @@ def _expand_one(
         _check_names("tag", suite.tags, all_tags)
     _check_grad_modes(suite.grad_modes)
     pairs = tolerance_pairs(suite)
-    for s in suite.steps:
-        if isinstance(s, bool) or not isinstance(s, int) or s <= 0:
-            raise SuiteError(f"steps must be positive integers; got {s!r}")
-    for b in suite.batch:
-        if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
-            raise SuiteError(f"batch must be positive integers; got {b!r}")
+    _check_counts("steps", suite.steps)
+    _check_counts("batch", suite.batch)
     _check_names("dtype", suite.dtypes, list(DTYPES))
     for d in suite.devices:
         _check_device(d)
-    if suite.max_steps is not None and suite.max_steps <= 0:
-        raise SuiteError(f"max_steps must be a positive integer; got {suite.max_steps!r}")
+    if suite.max_steps is not None:
+        _check_counts("max_steps", [suite.max_steps], "a positive integer")
 
-    problems = list(suite.problems) if suite.problems is not None else valid_problems
+    # a name given twice is one case, not two
+    problems = list(dict.fromkeys(suite.problems if suite.problems is not None
+                                  else valid_problems))
     if suite.tags is not None:
         problems = [p for p in problems if problem_tags[p] & set(suite.tags)]
         if not problems and not quiet_empty:
-            raise SuiteError(f"no selected problem has any of the tags {', '.join(suite.tags)}")
-    solvers = list(suite.solvers) if suite.solvers is not None else valid_solvers
+            raise SuiteError(
+                f"no selected problem has any of the tags {', '.join(dict.fromkeys(suite.tags))}"
+            )
+    solvers = list(dict.fromkeys(suite.solvers if suite.solvers is not None else valid_solvers))
 
     cases: list[Case] = []
     notes: list[str] = []
@@ -464,4 +724,20 @@ def _expand_one(
                                 for n in suite.steps:
                                     cases.append(Case(**common, n_steps=n))
     cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
-    return Plan(suite=suite, cases=cases, problems=problems, solvers=solvers, notes=notes)
+    return Plan(suite=suite, cases=_unique(cases), problems=problems, solvers=solvers,
+                notes=notes)
+
+
+def _unique(cases: list[Case]) -> list[Case]:
+    """The cases without repeats (a step count or device given twice). Two different cases
+    with one id are refused: a resumed run would take the second for done."""
+    by_id: dict[str, Case] = {}
+    for c in cases:
+        first = by_id.setdefault(c.case_id, c)
+        if first != c:
+            raise SuiteError(
+                f"{c.problem} / {c.solver}: {first.setting} and {c.setting} have the same case "
+                f"id {c.case_id!r} (ids keep one significant digit of a tolerance); choose "
+                "tolerances that differ in their first digit"
+            )
+    return list(by_id.values())
