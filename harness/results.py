@@ -1,22 +1,38 @@
 """The results store: one JSON line per finished case, and a loader with one documented schema.
 
-``runs/<run-id>/results.jsonl`` gets a line per case as the case ends (flushed and fsynced), so an
-interrupted run keeps what it finished and ``--resume`` can skip it. ``load_run`` returns the run's
-``meta.json`` and a pandas DataFrame whose columns are :data:`COLUMNS` (always all of them, in this
-order; extra columns a later version writes come after). Scripts outside the project may rely on
-these names and units.
+``runs/<run-id>/results.jsonl`` gets a line per case as the case ends (one ``os.write`` of the
+whole line to a file opened ``O_APPEND``, then fsynced), so an interrupted run keeps what it
+finished, a crash (even ``kill -9``) can only tear the final line, and ``--resume`` can skip what
+is done. :func:`read_results` reads the file without losing or doubling a row silently: a torn
+last line, a garbage line and a repeated ``case_id`` are each reported, and a line odebench
+cannot have written is refused with :class:`RunFolderError`. ``meta.json`` carries
+``schema_version`` (:data:`SCHEMA_VERSION`; a folder without one is version 1) and is replaced
+atomically by :func:`write_meta`.
+
+``load_run`` returns the run's ``meta.json`` and a pandas DataFrame whose columns are
+:data:`COLUMNS` (always all of them, in this order; extra columns a later version writes come
+after). Scripts outside the project may rely on these names and units.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import numbers
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+SCHEMA_VERSION = 2
+"""Version of the run-folder format this odebench writes and the newest it reads. 1: folders
+written before ``meta.json`` had a ``schema_version``; 2: adds it, with atomic meta writes,
+whole-line appends and unique case ids. Rows have the same columns in both."""
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -48,7 +64,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("atol", "float64", "", "absolute tolerance (adaptive solvers)"),
     Column("n_steps_requested", "Int64", "", "number of fixed steps (fixed-step solvers)"),
     Column("status", "string", "",
-           "ok | max_steps | step_too_small | nonfinite | stiff | timeout | error"),
+           "ok | max_steps | step_too_small | nonfinite | stiff | error | timeout | crashed | "
+           "out_of_memory"),
     Column("message", "string", "", "what went wrong, empty when ok"),
     Column("nfe", "Int64", "calls", "calls of f counted by the harness, forward"),
     Column("nfe_solver", "Int64", "calls", "calls of f as the solver counts them"),
@@ -97,32 +114,265 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
 
+class RunFolderError(Exception):
+    """A run folder that cannot be used as given: missing, corrupt, or from a newer odebench.
+
+    The message is one line that names the file (and the line, where one is at fault) and says
+    what to do; the CLI prints it as ``error: <message>`` and exits 2.
+    """
+
+
+class RunFolderNotFound(RunFolderError, FileNotFoundError):
+    """The run folder does not exist, or holds neither results.jsonl nor meta.json.
+
+    Also a FileNotFoundError, which is what the loader raised before RunFolderError existed.
+    """
+
+
+TORN_WHY = "incomplete last line (a case cut off mid-write)"
+_TEXT_MAX = 80
+
+
+def _cut(text: str, limit: int = _TEXT_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(exc: BaseException | str) -> str:
+    """An exception's text on one line (messages built from it must stay one line)."""
+    return " ".join(str(exc).split())
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of results.jsonl that is not a usable row: reported, never dropped silently."""
+
+    line_no: int  # 1-based
+    text: str  # the line, cut to about 80 characters
+    why: str
+
+    def describe(self, path: str | Path) -> str:
+        """``<path> line 7: not valid JSON (...): '{"case_id": ...'``."""
+        return f"{path} line {self.line_no}: {self.why}: {self.text!r}"
+
+    def __str__(self) -> str:
+        return f"line {self.line_no}: {self.why}: {self.text!r}"
+
+
+@dataclass
+class ResultsFile:
+    """results.jsonl as read: the rows (first of each case_id, in file order), the lines that
+    are not rows, and a last line torn by a crash (the one thing ``--resume`` may drop)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+    torn_tail: BadLine | None = None
+
+    def warnings(self, path: str | Path) -> list[str]:
+        """One line per bad line and for the torn tail, empty for a clean file.
+
+        ``path`` is the results file, or the run folder that holds it.
+        """
+        path = Path(path)
+        if path.name != RESULTS_FILE:
+            path = path / RESULTS_FILE
+        out = [bad.describe(path) for bad in self.bad_lines]
+        if self.torn_tail is not None:
+            out.append(f"{path} line {self.torn_tail.line_no}: {self.torn_tail.why}; "
+                       "--resume drops it")
+        return out
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list"}.get(type(value), type(value).__name__)
+
+
+_Line = dict[str, Any] | BadLine | None  # a row, a line that is not one, or a blank line
+
+
+def _line_text(raw: bytes) -> str:
+    return _cut(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+
+def _parse_line(raw: bytes, line_no: int, path: Path, last: bool) -> _Line:
+    """One line of results.jsonl (its newline removed): a row, a BadLine, or None when blank.
+
+    ``last`` marks a final line with no newline after it: if it is not JSON, it is a row cut
+    off mid-write (why :data:`TORN_WHY`). Valid JSON that is not an object with a string
+    ``case_id`` was not written by odebench: refused rather than guessed at.
+    """
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        why = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+        return BadLine(line_no, _line_text(raw), TORN_WHY if last else why)
+    except json.JSONDecodeError as exc:
+        why = f"not valid JSON ({exc.msg}: column {exc.colno})"
+        return BadLine(line_no, _line_text(raw), TORN_WHY if last else why)
+    except (ValueError, RecursionError) as exc:  # an over-long integer, nesting too deep
+        return BadLine(line_no, _line_text(raw), f"not readable JSON ({_cut(_one_line(exc))})")
+    refuse = (f"odebench did not write it; delete the line, or check that {path.parent} is the "
+              "run folder you meant")
+    if not isinstance(value, dict):
+        raise RunFolderError(f"{path} line {line_no} is {_json_kind(value)}, not a result row: "
+                             f"{refuse}")
+    case_id = value.get("case_id")
+    if not isinstance(case_id, str):
+        what = ("no case_id" if "case_id" not in value
+                else f"case_id {_cut(repr(case_id), 40)} is not a string")
+        raise RunFolderError(f"{path} line {line_no} is not a result row ({what}): {refuse}")
+    return value
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, None when it does not exist; RunFolderError when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunFolderError(f"cannot read {path} ({_one_line(exc.strerror or exc)}): check "
+                             "that it is a readable file") from None
+
+
+def read_results(run_dir: str | Path) -> ResultsFile:
+    """Read ``run_dir/results.jsonl`` so that no row is lost or doubled silently.
+
+    A last line with no newline that is not JSON is the torn tail (a crash mid-write). Any
+    other line that is not valid UTF-8 or JSON is a :class:`BadLine`; so is a repeated
+    ``case_id`` (the first row is kept). Blank lines are skipped. A line that is JSON but not
+    an object with a string ``case_id`` raises :class:`RunFolderError`. A missing file reads
+    as no rows.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    result = ResultsFile()
+    data = _read_bytes(path)
+    if data is None:
+        return result
+    lines = data.split(b"\n")  # ends with b"" (blank, skipped) when the file ends in "\n"
+    first_line: dict[str, int] = {}
+    for i, raw in enumerate(lines):
+        line_no = i + 1
+        parsed = _parse_line(raw, line_no, path, last=i == len(lines) - 1)
+        if parsed is None:
+            continue
+        if isinstance(parsed, BadLine):
+            if parsed.why == TORN_WHY:
+                result.torn_tail = parsed
+            else:
+                result.bad_lines.append(parsed)
+            continue
+        case_id = parsed["case_id"]
+        if case_id in first_line:
+            why = f"duplicate of line {first_line[case_id]} (case_id {_cut(repr(case_id), 60)})"
+            result.bad_lines.append(BadLine(line_no, _line_text(raw), why))
+            continue
+        first_line[case_id] = line_no
+        result.rows.append(parsed)
+    return result
+
+
+def read_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of results.jsonl (see :func:`read_results`, which also says what it skipped)."""
+    return read_results(run_dir).rows
+
+
+def drop_torn_tail(run_dir: str | Path) -> BadLine | None:
+    """Make results.jsonl end on a complete line before rows are appended to it (``--resume``).
+
+    A torn last line (a crash mid-write) is truncated away, fsynced, and returned; a complete
+    last row that lacks its newline gets one, so the next row starts on a line of its own.
+    Returns None when nothing was cut (or there is no file). Call it under the folder's
+    :class:`harness.rundir.RunLock`: no other process may be appending.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    try:
+        fh = open(path, "r+b")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunFolderError(f"cannot open {path} to repair it ({_one_line(exc.strerror or exc)})"
+                             ": check that it is a writable file") from None
+    with fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        line_no = data.count(b"\n", 0, cut) + 1
+        parsed = _parse_line(data[cut:], line_no, path, last=True)
+        if isinstance(parsed, BadLine) and parsed.why == TORN_WHY:
+            fh.truncate(cut)
+        else:
+            fh.seek(0, os.SEEK_END)
+            fh.write(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return parsed if isinstance(parsed, BadLine) and parsed.why == TORN_WHY else None
+
+
 def _clean(value: Any) -> Any:
     """JSON has no NaN/inf: store them as null so any JSON reader can load the file."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
     return value
 
 
 class ResultsWriter:
-    """Appends one row per case to results.jsonl, flushed to disk at once."""
+    """Appends one row per case to results.jsonl, on disk before ``write`` returns.
+
+    Each row is a single ``os.write`` of the whole line to a file opened ``O_APPEND``, then an
+    fsync: a crash (``kill -9`` included) can tear only the line being written, the last one,
+    which :func:`read_results` reports and :func:`drop_torn_tail` removes. One process should
+    append at a time: hold the folder's :class:`harness.rundir.RunLock`.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / RESULTS_FILE
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self._fd: int | None = os.open(self.path, flags, 0o666)
+        self._failed: str | None = None
 
     def write(self, row: dict[str, Any]) -> None:
         unknown = [k for k in row if k not in COLUMN_NAMES]
         if unknown:
             raise KeyError(f"result row has columns outside the schema: {unknown}")
-        self._fh.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        case_id = row.get("case_id")
+        if not isinstance(case_id, str) or not case_id:
+            raise ValueError(f"result row needs a case_id that is a non-empty string, not "
+                             f"{_cut(repr(case_id), 40)}")
+        if self._fd is None:
+            raise ValueError(f"the results writer of {self.path} is closed")
+        if self._failed is not None:
+            raise RunFolderError(f"an earlier write to {self.path} failed ({self._failed}), so "
+                                 "it may end in a torn line; stop, and continue with --resume")
+        data = (json.dumps({k: _clean(v) for k, v in row.items()}) + "\n").encode("utf-8")
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (a full disk): finish the line or fail
+                n = os.write(self._fd, data[written:])
+                if n <= 0:
+                    raise OSError(f"wrote {written} of {len(data)} bytes")
+                written += n
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._failed = _one_line(exc.strerror or exc)
+            raise
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -131,71 +381,212 @@ class ResultsWriter:
         self.close()
 
 
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of results.jsonl; a last line cut off by a crash is skipped."""
-    path = Path(run_dir) / RESULTS_FILE
-    rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+def _number(value: Any) -> float:
+    """One value as a float; anything that is not a number (or numeric text) is NaN."""
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the float range
+            return math.nan
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def _numeric(series: pd.Series) -> pd.Series:
+    """Numbers kept, anything else (a dict, a list, non-numeric text) missing; never raises."""
+    try:
+        num = pd.to_numeric(series, errors="coerce")
+        if num.dtype.kind in "iuf":
+            return num
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return series.map(_number).astype("float64")  # value by value: only the odd ones go missing
+
+
+def _as_float(series: pd.Series) -> pd.Series:
+    return _numeric(series).astype("float64")
+
+
+def _as_int(series: pd.Series) -> pd.Series:
+    """Whole numbers as Int64; a fraction, inf or a value beyond int64 is missing."""
+    num = _numeric(series)
+    if num.dtype.kind == "i":
+        return num.astype("Int64")
+    num = num.astype("float64")
+    whole = np.isfinite(num) & (num == np.round(num)) & (num.abs() < 2.0**63)
+    return num.where(whole).astype("Int64")
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Real) and value in (0, 1):
+        return bool(value)
+    return pd.NA
+
+
+def _as_boolean(series: pd.Series) -> pd.Series:
+    """true/false (or 1/0) kept, anything else missing."""
+    return series.map(_flag).astype("boolean")
+
+
+def _text(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_string(series: pd.Series) -> pd.Series:
+    try:
+        return series.astype("string")
+    except (TypeError, ValueError):
+        return series.map(_text).astype("string")
+
+
+_CONVERT = {"float64": _as_float, "Int64": _as_int, "boolean": _as_boolean,
+            "string": _as_string}
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows -> DataFrame with every schema column, in schema order, with the schema's dtypes."""
+    """Rows -> DataFrame with every schema column, in schema order, with the schema's dtypes.
+
+    A value of the wrong type (a dict where a number belongs, a fraction in an integer column)
+    becomes missing, so one odd row cannot stop a report.
+    """
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col.name not in df.columns:
             df[col.name] = None
-        if col.dtype == "object":
-            continue
-        series = df[col.name]
-        if col.dtype == "float64":
-            df[col.name] = pd.to_numeric(series, errors="coerce").astype("float64")
-        elif col.dtype == "Int64":
-            df[col.name] = pd.to_numeric(series, errors="coerce").astype("Int64")
-        elif col.dtype == "boolean":
-            df[col.name] = series.astype("boolean")
-        else:
-            df[col.name] = series.astype("string")
+        if col.dtype != "object":
+            df[col.name] = _CONVERT[col.dtype](df[col.name])
     extra = [c for c in df.columns if c not in COLUMN_NAMES]
     return df[list(COLUMN_NAMES) + extra]
 
 
-def load_meta(run_dir: Path) -> dict[str, Any]:
+def _corrupt_meta(path: Path, why: str) -> RunFolderError:
+    return RunFolderError(f"{path} is corrupt ({why}): it cannot be read or resumed; "
+                          "start a new run")
+
+
+def load_meta(run_dir: str | Path) -> dict[str, Any]:
+    """``run_dir/meta.json`` ({} when there is none), read as the current schema.
+
+    A folder from before schema versions is version 1: it reads as it is, with
+    ``schema_version`` set to 1 in the returned dict (not written back). A meta.json that is
+    not a JSON object, has a bad ``schema_version``, or comes from a newer odebench raises
+    :class:`RunFolderError`.
+    """
     path = Path(run_dir) / META_FILE
-    if not path.exists():
+    data = _read_bytes(path)
+    if data is None:
         return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _corrupt_meta(path, f"not valid UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise _corrupt_meta(path, f"not valid JSON: {exc.msg}: line {exc.lineno} column "
+                                  f"{exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _corrupt_meta(path, f"not readable JSON: {_cut(_one_line(exc))}") from None
+    if not isinstance(meta, dict):
+        raise _corrupt_meta(path, f"{_json_kind(meta)}, not a JSON object")
+    if "schema_version" not in meta:
+        meta["schema_version"] = 1
+        return meta
+    version = meta["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _corrupt_meta(path, f"schema_version {_cut(repr(version), 40)} is not a "
+                                  "positive integer")
+    if version > SCHEMA_VERSION:
+        raise RunFolderError(f"{path} was written by a newer odebench (results schema {version}; "
+                             f"this one reads up to {SCHEMA_VERSION}): upgrade odebench to read "
+                             "it")
+    return meta
+
+
+def write_meta(run_dir: str | Path, meta: dict[str, Any]) -> None:
+    """Replace ``run_dir/meta.json`` with ``meta`` atomically: a reader, or a crash at any
+    moment, sees the old file or the new one, never part of one.
+
+    Sets ``meta["schema_version"] = SCHEMA_VERSION`` (in the caller's dict too) unless the
+    caller set it. The text goes to a temporary file in the same folder, is fsynced, renamed
+    onto meta.json, and the folder fsynced so the rename itself survives a power cut.
+    """
+    run_dir = Path(run_dir)
+    meta.setdefault("schema_version", SCHEMA_VERSION)
+    text = json.dumps(meta, indent=2, default=str) + "\n"  # before any file: a failure leaves none
+    tmp = run_dir / f".{META_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, run_dir / META_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(run_dir)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the file system supports it)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Run:
+    """A run folder as read: meta.json, the rows as a DataFrame with the documented schema, the
+    parsed results file, and one line per problem found in it (empty for a clean folder)."""
+
+    meta: dict[str, Any]
+    df: pd.DataFrame
+    results: ResultsFile
+    warnings: list[str]
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """Read a run folder; :class:`RunFolderError` (never a pandas or JSON error) when it
+    cannot be used. What could not be read is in ``warnings``, for the caller to show."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunFolderNotFound(f"run folder {run_dir} does not exist; check the path")
+    if not run_dir.is_dir():
+        raise RunFolderNotFound(f"{run_dir} is a file, not a run folder; pass the folder that "
+                                f"holds {META_FILE} and {RESULTS_FILE}")
+    if not (run_dir / RESULTS_FILE).exists() and not (run_dir / META_FILE).exists():
+        raise RunFolderNotFound(f"{run_dir} is not a run folder: it has neither {RESULTS_FILE} "
+                                f"nor {META_FILE}; check the path")
+    meta = load_meta(run_dir)
+    results = read_results(run_dir)
+    path = run_dir / RESULTS_FILE
+    try:
+        df = to_frame(results.rows)
+    except Exception as exc:  # a safety net: to_frame is meant never to raise on odd values
+        raise RunFolderError(f"the rows of {path} cannot be tabulated ({_cut(_one_line(exc))}): "
+                             "a bug in odebench; please report it with the file") from exc
+    return Run(meta=meta, df=df, results=results, warnings=results.warnings(path))
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Load a run folder: (meta, results DataFrame with the documented schema)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist")
-    if not (run_dir / RESULTS_FILE).exists() and not (run_dir / META_FILE).exists():
-        raise FileNotFoundError(
-            f"{run_dir} is not a run folder: it has neither {RESULTS_FILE} nor {META_FILE}"
-        )
-    return load_meta(run_dir), to_frame(read_rows(run_dir))
+    """Load a run folder: (meta, results DataFrame with the documented schema).
 
-
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
-    path = Path(run_dir) / META_FILE
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    os.replace(tmp, path)
+    Raises :class:`RunFolderError` when the folder cannot be used; use :func:`open_run` to
+    also get the warnings about lines it skipped.
+    """
+    run = open_run(run_dir)
+    return run.meta, run.df
 
 
 def write_csv(run_dir: Path, df: pd.DataFrame) -> Path:

@@ -1,6 +1,6 @@
 """Build one self-contained HTML report from a run folder.
 
-``build_report(run_dir)`` reads the run through :func:`harness.results.load_run` (reports
+``build_report(run_dir)`` reads the run through :func:`harness.results.open_run` (reports
 never run a solver) and writes ``run_dir/report.html``: one file, CSS and SVG figures inline,
 no JavaScript, no external URL, readable offline and attachable to an issue. Sections, in
 order and by id: ``header``, ``summary``, ``problems`` (one ``problem-<name>`` per problem
@@ -9,20 +9,22 @@ with its work-precision diagrams), ``convergence``, ``gradients``, ``failures``,
 
 Summary, work-precision and convergence use only plain solves (``kind == "solve"``); the
 gradient cases have their own section (:mod:`reports.gradient_section`). The header and the
-failures table cover every row.
+failures table cover every row. Lines of results.jsonl the loader could not use (a torn
+last line, garbage, a repeated case) are listed in a warning block in the header, so nothing
+is left out silently.
 """
 
 from __future__ import annotations
 
 import os
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from harness.results import COLUMNS, REPORT_FILE, load_run
+from harness.results import COLUMNS, REPORT_FILE, open_run
 from reports import format as fmt
 from reports.convergence import (
     PRE_ASYMPTOTIC_MAX,
@@ -59,8 +61,8 @@ def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
     reader never sees half a report. Returns the path written.
     """
     run_dir = Path(run_dir)
-    meta, df = load_run(run_dir)
-    page = render_report(meta, df, fallback_id=run_dir.name)
+    run = open_run(run_dir)
+    page = render_report(run.meta, run.df, fallback_id=run_dir.name, warnings=run.warnings)
     out = Path(out) if out is not None else run_dir / REPORT_FILE
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -68,13 +70,15 @@ def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
     return out
 
 
-def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = "unknown") -> str:
-    """The report page as a string (``build_report`` without the file I/O)."""
+def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = "unknown",
+                  warnings: Sequence[str] = ()) -> str:
+    """The report page as a string (``build_report`` without the file I/O). ``warnings``
+    (what the loader could not read, :attr:`harness.results.Run.warnings`) go in the header."""
     df = _with_series(df)
     run_id = fmt.text(meta.get("run_id")) if not fmt.is_missing(meta.get("run_id")) else fallback_id
     ctx = _Context(meta, df)
     body = join([
-        _header(meta, df, run_id),
+        _header(meta, df, run_id, warnings),
         _summary(ctx),
         _problems(ctx),
         _convergence(ctx),
@@ -164,7 +168,22 @@ def _status_counts(df: pd.DataFrame) -> str:
     return " (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
 
 
-def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str) -> Markup:
+MAX_WARNINGS = 10  # shown in the header; the rest are counted
+
+
+def _warnings_block(warnings: Sequence[str]) -> Markup:
+    """The loader's warnings as a banner with a short list: lines of the results file the
+    report could not use are named, not dropped silently."""
+    shown = [tag("li", tag("code", w)) for w in warnings[:MAX_WARNINGS]]
+    if len(warnings) > MAX_WARNINGS:
+        shown.append(tag("li", f"… and {len(warnings) - MAX_WARNINGS} more"))
+    intro = (f"{len(warnings)} line(s) of this run's results could not be used; the report "
+             "leaves them out:")
+    return tag("div", join([tag("p", intro), tag("ul", join(shown))]), class_="banner warnings")
+
+
+def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str,
+            warnings: Sequence[str] = ()) -> Markup:
     n_total = len(df)
     n_ok = int((df["status"].fillna("") == "ok").sum())
     n_failed = n_total - n_ok
@@ -177,6 +196,8 @@ def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str) -> Markup:
     elif interrupted:
         banner.append(tag("p", f"This run was interrupted: the report covers only the {n_total} "
                                "cases that finished.", class_="banner"))
+    if warnings:
+        banner.append(_warnings_block(warnings))
     counts = Markup(
         f'<span class="ok">{n_ok} ok</span>, '
         f'<span class="{"bad" if n_failed else "ok"}">{n_failed} failed</span>'
