@@ -9,7 +9,6 @@ exits with code 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import json
 import math
@@ -22,18 +21,16 @@ from typing import Any
 
 import torch
 
-from harness import registry
-from harness.environment import capture
+from harness import registry, session
 from harness.results import (
     REPORT_FILE,
-    load_meta,
-    load_run,
-    read_rows,
+    RunFolderError,
+    open_run,
     schema_markdown,
     write_csv,
-    write_meta,
 )
-from harness.runner import run_plan
+from harness.session import Isolation, RunSettings
+from harness.signals import graceful
 from harness.suite import (
     BUILTIN_SUITES,
     GRAD_MODES,
@@ -46,7 +43,7 @@ from harness.suite import (
 )
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM gives 143 (128 + the signal's number)
 
 
 class UsageError(Exception):
@@ -76,6 +73,12 @@ def _positive_float(s: str) -> float:
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"{s!r}: must be a positive finite number")
     return v
+
+
+def _size(s: str) -> int:
+    from harness.worker import parse_size
+
+    return parse_size(s)
 
 
 def _positive_int(s: str) -> int:
@@ -128,15 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugin_help = "load solvers/problems from a .py file or an importable module (repeatable)"
 
-    r = sub.add_parser("run", help="run a suite and write a report")
-    r.add_argument("--suite", default="default",
+    r = sub.add_parser(
+        "run", help="run a suite and write a report",
+        description="Run a suite and write a report. Each case ends as a result row, whatever "
+        "happens in it. SIGINT (Ctrl-C) or SIGTERM ends the run cleanly (the case in flight is "
+        "dropped, the report written, the resume command printed); a second signal stops at "
+        "once.")
+    r.add_argument("--suite",
                    help=f"built-in suite ({', '.join(BUILTIN_SUITES)}) or a .toml file "
                         "(default: default)")
     r.add_argument("--solvers", type=_names, help="comma-separated solver names")
     r.add_argument("--problems", type=_names, help="comma-separated problem names")
     r.add_argument("--tags", type=_names, help="keep problems with any of these tags")
     r.add_argument("--rtol", type=_tolerances, help="tolerance ladder, e.g. 1e-3,1e-6,1e-9")
-    r.add_argument("--atol", type=_tolerances, help="absolute tolerances (default: = rtol)")
+    r.add_argument("--atol", type=_tolerances,
+                   help="absolute tolerances, paired with --rtol (default: each rtol times the "
+                        "problem's own atol/rtol ratio, which is 1 for most problems)")
     r.add_argument("--steps", type=_positive_ints, help="fixed-step ladder, e.g. 32,64,128")
     r.add_argument("--device", type=_names, dest="devices", help="cpu, cuda, cuda:N (list)")
     r.add_argument("--dtype", type=_names, dest="dtypes", help="float32, float64 (list)")
@@ -149,12 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-time", type=_checked(_positive_float, "a positive number"),
                    help="minimum total seconds of timed repeats per case")
     r.add_argument("--case-timeout", type=_checked(_positive_float, "a positive number"),
-                   help="seconds after which a case is stopped with status timeout")
+                   help="seconds after which a case ends with status timeout (default: 120). "
+                        "In a worker (--isolate) the worker is killed; in the run's own process "
+                        "the budget is checked at each call of f, so it cannot interrupt a C "
+                        "call that hangs: isolate such solvers")
+    r.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="run every case in a worker process, so that a crash, a hang or an "
+                        "exhausted memory limit ends only that case (status crashed, timeout, "
+                        "out_of_memory). Default: plugin and peer solvers and problems run in "
+                        "a worker, built-ins in the run's process; --no-isolate: none")
+    r.add_argument("--case-memory", type=_checked(_size, "a size"),
+                   help="memory limit of each worker process, e.g. 2G or 512M (RLIMIT_DATA; "
+                        "torch and the problems take about 0.3G of it); a case that exceeds it "
+                        "ends out_of_memory. Implies --isolate")
     r.add_argument("--out", type=Path, help="run folder (default: runs/<run-id>)")
-    r.add_argument("--resume", action="store_true",
-                   help="continue the run in --out, skipping the cases it already finished")
-    r.add_argument("--plugin", action="append", default=[], help=plugin_help)
-    r.add_argument("--seed", type=int, default=0, help="seed for torch and numpy (default 0)")
+    r.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                   help="continue RUN_DIR (or --out): run exactly the cases of its stored plan "
+                        "that have no result yet; takes no selection flags")
+    r.add_argument("--plugin", action="append", default=None, help=plugin_help)
+    r.add_argument("--seed", type=int, help="seed for torch and numpy (default 0); each case "
+                                            "is seeded from it and its own id")
     r.add_argument("--threads", type=_checked(_positive_int, "a positive integer"),
                    help="torch intra-op threads (default: torch's choice, recorded)")
     r.add_argument("--no-report", action="store_true", help="skip writing report.html")
@@ -318,13 +342,9 @@ def _new_run_id(suite: Suite) -> str:
     return f"{stamp}-{suite.name}"
 
 
-def _suite_from_args(args: argparse.Namespace, stored: dict | None) -> Suite:
-    if stored is not None:
-        base = Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
-    else:
-        base = load_suite(args.suite)
+def _suite_from_args(args: argparse.Namespace) -> Suite:
     return override(
-        base,
+        load_suite(args.suite or "default"),
         solvers=args.solvers,
         problems=args.problems,
         tags=args.tags,
@@ -341,20 +361,55 @@ def _suite_from_args(args: argparse.Namespace, stored: dict | None) -> Suite:
     )
 
 
-def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    stored_meta: dict | None = None
-    if args.resume:
+# What `run --resume` may be given beside the run folder: nothing that changes the plan.
+_RESUME_ALLOWED = {"verb", "resume", "out", "quiet", "no_report"}
+
+
+def _resume_dir(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> Path:
+    """The folder ``--resume`` continues; any selection flag beside it is refused."""
+    given = [k for k, v in vars(args).items()
+             if k not in _RESUME_ALLOWED and v != parser_defaults.get(k)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-").replace("grad-modes", "grad")
+                          .replace("devices", "device").replace("dtypes", "dtype")
+                          for k in given)
+        raise UsageError(
+            f"--resume continues the run's stored plan and takes no {flags}; to run another "
+            "selection, start a new run (another --out)"
+        )
+    if args.resume is True:
         if args.out is None:
-            raise UsageError("--resume needs --out RUN_DIR: the run folder to continue")
-        stored_meta = load_meta(args.out)
-        if not stored_meta:
-            raise UsageError(f"--resume: {args.out} is not a run folder (no meta.json)")
-        args.plugin = list(dict.fromkeys(stored_meta.get("plugins", []) + args.plugin))
+            raise UsageError("--resume needs the run folder: python -m harness run --resume "
+                             "RUN_DIR")
+        return args.out
+    run_dir = Path(args.resume)
+    if args.out is not None and args.out != run_dir:
+        raise UsageError(f"--resume {run_dir} and --out {args.out} name different folders; "
+                         "give one")
+    return run_dir
 
-    for w in registry.discover(args.plugin):
+
+def _settings_from_args(args: argparse.Namespace) -> RunSettings:
+    if args.case_memory and args.isolate is False:
+        raise UsageError("--case-memory limits worker processes; it cannot go with --no-isolate")
+    if args.isolate is None:
+        isolate = Isolation.ALWAYS if args.case_memory else Isolation.AUTO
+    else:
+        isolate = Isolation.ALWAYS if args.isolate else Isolation.NEVER
+    return RunSettings(isolate=isolate, case_memory=args.case_memory,
+                       seed=0 if args.seed is None else args.seed, threads=args.threads,
+                       plugins=tuple(args.plugin or ()))
+
+
+def _command(argv: Sequence[str]) -> str:
+    return "python -m harness " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
+    settings = _settings_from_args(args)
+    for w in registry.discover(list(settings.plugins)):
         print(f"warning: {w}", file=sys.stderr)
-
-    suite = _suite_from_args(args, stored_meta["suite"] if stored_meta else None)
+    suite = _suite_from_args(args)
     problem_tags, problem_info, p_notes = _problem_table()
     filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
                       grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes)
@@ -362,67 +417,76 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     plan = expand(suite, problem_tags, filters, scales)
     for note in p_notes + plan.notes:
         print(f"note: {note}", file=sys.stderr)
+    return settings, suite, plan, problem_info
 
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, Any]) -> int:
+    if args.resume is not None:
+        run_dir = _resume_dir(args, defaults)
+        with graceful() as interrupts:
+            run = session.reopen(run_dir, _command(argv))
+            return _execute(run, args, interrupts)
+
+    settings, suite, plan, problem_info = _plan_new(args, argv)
     if args.dry_run:
-        print(f"{len(plan.cases)} cases ({len(plan.problems)} problems, "
-              f"{len(plan.solvers)} solvers), suite {suite.name!r}")
+        n = len(plan.cases)
+        print(f"{n} case{'s' if n != 1 else ''}: {len(plan.problems)} problem(s), "
+              f"{len(plan.solvers)} solver(s), suite {suite.name!r}; nothing run")
         return 0
-
     run_dir = args.out or Path("runs") / _new_run_id(suite)
-    if run_dir.exists() and read_rows(run_dir) and not args.resume:
-        raise UsageError(
-            f"run folder {run_dir} already has results; pass --resume to continue it, "
-            "or choose another --out"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
+    session.check_out_dir(run_dir)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     solver_info, _ = _solver_table()
-    meta = stored_meta or {}
-    meta.update(
-        run_id=run_dir.name,
-        command="python -m harness " + " ".join(shlex.quote(a) for a in argv),
-        suite=dataclasses.asdict(suite),
-        suite_parts={k: dataclasses.asdict(v) for k, v in plan.parts.items()},
-        plugins=list(args.plugin),
-        seed=args.seed,
-        environment=capture(),
-        problems={p: problem_info[p] for p in plan.problems},
-        solvers={s: solver_info.get(s, {}) for s in plan.solvers},
-        n_cases=len(plan.cases),
-        interrupted=False,
-    )
-    meta.setdefault("started_at", _now())
-    meta.pop("ended_at", None)
-    write_meta(run_dir, meta)
-
-    print(f"odebench: {len(plan.cases)} cases ({len(plan.problems)} problems x "
-          f"{len(plan.solvers)} solvers), suite {suite.name!r}, run folder {run_dir}",
-          file=sys.stderr)
-    result = run_plan(plan, run_dir, progress=Progress(not args.quiet))
-
-    meta["ended_at"] = _now()
-    meta["interrupted"] = result.interrupted
-    write_meta(run_dir, meta)
-    _, df = load_run(run_dir)
-    write_csv(run_dir, df)
-    _print_summary(df)
-    if result.interrupted:
-        print(f"\ninterrupted: kept {result.done} finished case(s) of this invocation; "
-              f"continue with: python -m harness run --out {run_dir} --resume", file=sys.stderr)
-    if not args.no_report:
-        path = _build_report(run_dir)
-        print(f"\nReport: {path}")
-    else:
-        print(f"\nResults: {run_dir}")
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    extra = {
+        "problems": {p: problem_info[p] for p in plan.problems},
+        "solvers": {s: solver_info.get(s, {}) for s in plan.solvers},
+    }
+    with graceful() as interrupts:
+        run = session.start(plan, run_dir, _command(argv), settings, extra)
+        return _execute(run, args, interrupts)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
+    """Run what is left of ``run``'s plan, then record, summarise and report it."""
+    try:
+        for w in run.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if run.resumed:
+            for w in registry.discover(list(run.settings.plugins)):
+                print(f"warning: {w}", file=sys.stderr)
+            if run.settings.threads:
+                torch.set_num_threads(run.settings.threads)
+        todo = run.todo
+        problems = sorted({c.problem for c in run.cases})
+        solvers = sorted({c.solver for c in run.cases})
+        print(f"odebench: {len(todo)} of {len(run.cases)} cases to go ({len(problems)} "
+              f"problems, {len(solvers)} solvers; suite {run.suite.name!r}; "
+              f"{session.describe_settings(run.settings)}), run folder {run.run_dir}",
+              file=sys.stderr)
+        workers: list = []
+        outcome = session.execute(run, progress=Progress(not args.quiet),
+                                  on_worker=workers.append)
+        if outcome.interrupted_by is None and interrupts.first is not None:
+            outcome.interrupted_by = interrupts.name
+        left = session.finish(run, outcome)
+        _, df = _open(run.run_dir)
+        write_csv(run.run_dir, df)
+        _print_summary(df)
+        if outcome.interrupted_by:
+            print(f"\ninterrupted by {outcome.interrupted_by}: kept {outcome.done} case(s) "
+                  f"finished by this invocation, {left} of {len(run.cases)} to go; continue "
+                  f"with: python -m harness run --resume {run.run_dir}", file=sys.stderr)
+        if not args.no_report:
+            path = _build_report(run.run_dir)
+            print(f"\nReport: {path}")
+        else:
+            print(f"\nResults: {run.run_dir}")
+    finally:
+        run.close()
+    if outcome.interrupted_by:
+        return 128 + (interrupts.first or 2)
+    return 0
 
 
 def _build_report(run_dir: Path) -> Path:
@@ -455,11 +519,19 @@ def _print_summary(df) -> None:
 # ------------------------------------------------------------------------------ report / show
 
 
+def _open(run_dir: Path, *, warn: bool = True):
+    """(meta, DataFrame) of a run folder; what reading it found goes to stderr as warnings."""
+    if not run_dir.is_dir():
+        raise UsageError(f"run folder {run_dir} does not exist")
+    run = open_run(run_dir)
+    if warn:
+        for w in run.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return run.meta, run.df
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    if not args.run_dir.is_dir():
-        raise UsageError(f"run folder {args.run_dir} does not exist")
-    if not load_meta(args.run_dir) and not read_rows(args.run_dir):
-        raise UsageError(f"{args.run_dir} is not a run folder (no meta.json or results.jsonl)")
+    _open(args.run_dir)  # refuses what is not a readable run folder, and shows what it found
     from reports.build import build_report
 
     print(build_report(args.run_dir, out=args.out or args.run_dir / REPORT_FILE))
@@ -472,12 +544,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if args.run_dir is None:
         raise UsageError("show needs RUN_DIR (or --schema)")
-    try:
-        meta, df = load_run(args.run_dir)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    print(json.dumps({k: meta.get(k) for k in ("run_id", "command", "started_at", "ended_at",
-                                               "interrupted", "n_cases")}, indent=2))
+    meta, df = _open(args.run_dir)
+    summary = {k: meta.get(k) for k in ("run_id", "command", "started_at", "ended_at",
+                                        "complete", "interrupted", "interrupted_by", "n_cases")}
+    summary["n_rows"] = len(df)
+    if meta.get("resumes"):
+        summary["resumes"] = [r.get("command") for r in meta["resumes"]]
+    print(json.dumps(summary, indent=2))
     _print_summary(df)
     return 0
 
@@ -502,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "run":
-            return cmd_run(args, argv)
+            return cmd_run(args, argv, vars(parser.parse_args(["run"])))
         if args.verb == "list":
             return cmd_list(args)
         if args.verb == "report":
@@ -511,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_show(args)
         if args.verb == "refs":
             return cmd_refs(args)
-    except (UsageError, SuiteError, registry.RegistryError) as exc:
+    except (UsageError, SuiteError, registry.RegistryError, RunFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,20 +1,27 @@
 """Running cases: one solve for accuracy and NFE, then timed repeats; one result row per case.
 
 Every case ends as a row, whatever happens inside it: a solver that raises becomes status
-``error`` with the message, one that runs past the suite's ``case_timeout`` becomes ``timeout``.
-Rows are appended to ``results.jsonl`` as each case ends, so Ctrl-C keeps every finished case.
+``error`` with the message and the place it was raised, one that calls ``sys.exit``
+``crashed``, one that runs out of memory ``out_of_memory``, one that runs past the suite's
+``case_timeout`` ``timeout``.
+Only ``KeyboardInterrupt`` (Ctrl-C, SIGTERM: see :mod:`harness.signals`) goes through: the run
+stops and drops the case in flight. In the harness's own process the time budget is met at each
+call of ``f`` (:class:`harness.measure.nfe.Deadline`); a case that can crash the process or hang
+inside a C call runs in a worker process instead (:mod:`harness.worker`).
+
+Each case seeds torch and numpy from the run's seed and its own id, so its figures do not
+depend on which cases ran before it, in which process: a resumed or isolated run reproduces an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import signal
+import hashlib
 import statistics
-import threading
+import sysconfig
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,48 +31,23 @@ import torch
 from harness import registry
 from harness.measure.accuracy import Accuracy, measure_accuracy
 from harness.measure.memory import cuda_peak_bytes, cuda_peak_reset, rss_peak_bytes
-from harness.measure.nfe import CountingRHS
+from harness.measure.nfe import CaseTimeout, CountingRHS, Deadline
 from harness.measure.timing import Timing, time_call
-from harness.results import ResultsWriter, read_rows
-from harness.suite import DTYPES, Case, Plan, Suite
+from harness.suite import DTYPES, Case, Suite
 from solvers.base import Solution, Solver, Status
 
 
-class CaseTimeout(BaseException):
-    """Raised inside a case that runs past its time budget (a BaseException, so that a
-    solver's own ``except Exception`` cannot swallow it)."""
+def case_seed(run_seed: int, case_id: str) -> int:
+    """The seed of one case: the run's seed and the case id, hashed (stable across processes
+    and Python versions, unlike ``hash``)."""
+    digest = hashlib.sha256(f"{run_seed}/{case_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
-@dataclass
-class CaseOutcome:
-    row: dict[str, Any]
-    elapsed: float
-
-
-class _Timeout:
-    """A wall-clock budget for the code inside ``with``, by SIGALRM (main thread, Unix)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.active = (
-            seconds > 0
-            and hasattr(signal, "setitimer")
-            and threading.current_thread() is threading.main_thread()
-        )
-
-    def _fire(self, signum: int, frame: Any) -> None:
-        raise CaseTimeout(f"the case ran past its time budget of {self.seconds:g} s")
-
-    def __enter__(self) -> _Timeout:
-        if self.active:
-            self._old = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._old)
+def seed_case(run_seed: int, case_id: str) -> None:
+    seed = case_seed(run_seed, case_id)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
 
 
 class ProblemCache:
@@ -89,13 +71,48 @@ class ProblemCache:
         return value
 
 
+_LIBRARY_DIRS = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+              sysconfig.get_paths()["platlib"], str(Path(torch.__file__).parent.parent)}
+)
+
+
+def _where(frame: traceback.FrameSummary) -> str:
+    path = Path(frame.filename)
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        shown = str(path)
+    return f"{shown}:{frame.lineno} in {frame.name}"
+
+
 def _message(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    """``Type: text (at file:line in function)``: the innermost frame outside the standard
+    library and installed packages, i.e. in the plugin or solver that raised; the innermost
+    frame of all beside it when that is elsewhere (inside torch, say)."""
+    if isinstance(exc, SystemExit):
+        text = f"SystemExit: the case called sys.exit({exc.code!r})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     tb = traceback.extract_tb(exc.__traceback__)
-    if tb:
-        last = tb[-1]
-        text += f" (at {Path(last.filename).name}:{last.lineno} in {last.name})"
-    return text
+    if not tb:
+        return text
+    ours = [fr for fr in tb if not str(Path(fr.filename).resolve()).startswith(_LIBRARY_DIRS)]
+    if ours and ours[-1] is not tb[-1]:
+        return f"{text} (at {_where(ours[-1])}; raised in {_where(tb[-1])})"
+    return f"{text} (at {_where(tb[-1])})"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, and torch's allocator failures (CPU: a RuntimeError saying it
+    "can't allocate memory"; CUDA: torch.OutOfMemoryError)."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 def _base_row(case: Case) -> dict[str, Any]:
@@ -167,9 +184,10 @@ def _result_fields(sol: Solution, acc: Accuracy, timing: Timing) -> dict[str, An
     )
 
 
-def _error_row(case: Case, status: str, message: str, started: str, wall: float) -> dict:
+def _error_row(case: Case, status: Status, message: str, started: str, wall: float) -> dict:
+    """The row of a case that ended without figures: its settings, status and message."""
     row = _base_row(case)
-    row.update(status=status, message=message, started_at=started, wall_s=wall)
+    row.update(status=str(status), message=message, started_at=started, wall_s=wall)
     return row
 
 
@@ -181,34 +199,58 @@ def solve_kwargs(case: Case, solver: Solver, problem: Any) -> dict[str, Any]:
     return {"n_steps": case.n_steps}
 
 
-def run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]:
-    """Run one case and return its result row. Never raises except KeyboardInterrupt."""
+def run_case(
+    case: Case,
+    problems: ProblemCache,
+    suite: Suite,
+    *,
+    seed: int = 0,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run one case and return its result row. Never raises except KeyboardInterrupt.
+
+    ``timeout`` (default: the suite's ``case_timeout``; 0 or None for none) is checked at each
+    call of ``f``. A worker process passes 0: its parent keeps the time.
+    """
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t_case = time.perf_counter()
     rss_before = rss_peak_bytes()
+    deadline = Deadline(suite.case_timeout if timeout is None else timeout)
+    seed_case(seed, case.case_id)
     try:
-        with _Timeout(suite.case_timeout):
-            row = _run_case(case, problems, suite)
-    except CaseTimeout as exc:
-        return _error_row(case, "timeout", str(exc), started, time.perf_counter() - t_case)
-    except Exception as exc:
-        return _error_row(case, "error", _message(exc), started, time.perf_counter() - t_case)
+        row = _run_case(case, problems, suite, deadline)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a case must not end the run (SystemExit too)
+        wall = time.perf_counter() - t_case
+        if deadline.expired or isinstance(exc, CaseTimeout):
+            message = f"the case ran past its time budget of {deadline.seconds:g} s"
+            return _error_row(case, Status.TIMEOUT, message, started, wall)
+        if isinstance(exc, SystemExit):  # an attempt to end the process: contained
+            status = Status.CRASHED
+        elif _is_out_of_memory(exc):
+            status = Status.OUT_OF_MEMORY
+        else:
+            status = Status.ERROR
+        return _error_row(case, status, _message(exc), started, wall)
     row["started_at"] = started
     row["wall_s"] = time.perf_counter() - t_case
     row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
     return row
 
 
-def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]:
+def _run_case(
+    case: Case, problems: ProblemCache, suite: Suite, deadline: Deadline
+) -> dict[str, Any]:
     if case.kind == "gradient":
-        return _run_gradient_case(case, problems, suite)
+        return _run_gradient_case(case, problems, suite, deadline)
     solver = registry.make_solver(case.solver)
     problem = problems.get(case.problem, case.dtype, case.device)
     row = _described(_base_row(case), solver, problem)
     y0 = problem.y0
     if case.batch > 1:
         y0 = y0.expand(case.batch, *y0.shape).clone()
-    f = CountingRHS(problem.f)
+    f = CountingRHS(problem.f, deadline)
     kwargs = solve_kwargs(case, solver, problem)
 
     def once() -> Solution:
@@ -219,10 +261,7 @@ def _run_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any
         f.reset()
         w0 = time.perf_counter()
         c0 = time.process_time()
-        try:
-            sol = once()
-        except (ValueError, TypeError) as exc:
-            raise RuntimeError(f"solver {case.solver!r} refused the case: {exc}") from exc
+        sol = once()
         if torch.device(case.device).type == "cuda":
             torch.cuda.synchronize(case.device)
         first = Timing(wall=[time.perf_counter() - w0], cpu=[time.process_time() - c0])
@@ -289,7 +328,9 @@ def _batched(y0: torch.Tensor, batch: int) -> torch.Tensor:
     return y0.expand(batch, *y0.shape).clone() if batch > 1 else y0.clone()
 
 
-def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict[str, Any]:
+def _run_gradient_case(
+    case: Case, problems: ProblemCache, suite: Suite, deadline: Deadline
+) -> dict[str, Any]:
     """Forward solve and gradient of the problem's loss w.r.t. y0 and f's parameters.
 
     One untimed pass under the saved-bytes probe measures memory, NFE (forward and backward
@@ -305,7 +346,7 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     ref = _GRADIENTS.reference_for(case, problems)
     row = _described(_base_row(case), solver, problem)
     row["grad_ref_provenance"] = ref.provenance
-    f = CountingRHS(problem.f)
+    f = CountingRHS(problem.f, deadline)
     params = tuple(p for p in f.parameters() if p.requires_grad)
     y0 = _batched(problem.y0, case.batch).requires_grad_(True)
     kwargs = solve_kwargs(case, solver, problem)
@@ -362,6 +403,8 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
         key = GradientCache.backprop_key(case)
         if mode == "backprop":
             _GRADIENTS.backprop[key] = g64
+        elif key not in _GRADIENTS.backprop:  # its backprop case ran in another process
+            _GRADIENTS.backprop[key] = _backprop_gradient(case, problems, deadline)
         bp = _GRADIENTS.backprop.get(key)
         diff = grad_rel_err(g64, bp) if bp is not None else nan
     else:
@@ -397,40 +440,34 @@ def _run_gradient_case(case: Case, problems: ProblemCache, suite: Suite) -> dict
     return row
 
 
+def _backprop_gradient(
+    case: Case, problems: ProblemCache, deadline: Deadline
+) -> tuple[torch.Tensor | None, ...] | None:
+    """The backprop gradient of the case's solver and setting, as its backprop case computes it
+    (None where that case would not end ok), for a mode's disagreement with backprop when the
+    backprop case ran elsewhere (a worker, an earlier invocation of a resumed run)."""
+    from solvers.gradients import check_mode, odeint
+
+    solver = registry.make_solver(case.solver)
+    try:
+        mode = check_mode(solver, "backprop")
+    except ValueError:
+        return None
+    problem = problems.get(case.problem, case.dtype, case.device)
+    f = CountingRHS(problem.f, deadline)
+    params = tuple(p for p in f.parameters() if p.requires_grad)
+    y0 = _batched(problem.y0, case.batch).requires_grad_(True)
+    gs = odeint(solver, f, y0, problem.t, mode=mode, params=params,
+                **solve_kwargs(case, solver, problem))
+    if gs.solution.status != Status.OK:
+        return None
+    grads = torch.autograd.grad(problem.loss_of(gs.ys), (y0, *params), allow_unused=True)
+    if gs.backward.status != Status.OK or not all(
+        g is None or bool(torch.isfinite(g).all()) for g in grads
+    ):
+        return None
+    return tuple(None if g is None else g.detach().to("cpu", torch.float64) for g in grads)
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-@dataclass
-class RunResult:
-    done: int  # cases run in this invocation
-    skipped: int  # cases skipped because a resumed run already had them
-    interrupted: bool
-
-
-def run_plan(
-    plan: Plan,
-    run_dir: Path,
-    *,
-    progress: Callable[[int, int, Case | None, float], None] | None = None,
-) -> RunResult:
-    """Run every case of ``plan`` not already in ``run_dir``'s results, appending rows."""
-    finished = {r.get("case_id") for r in read_rows(run_dir)}
-    todo = [c for c in plan.cases if c.case_id not in finished]
-    skipped = len(plan.cases) - len(todo)
-    problems = ProblemCache()
-    done = 0
-    t0 = time.perf_counter()
-    interrupted = False
-    with ResultsWriter(run_dir) as writer:
-        try:
-            for i, case in enumerate(todo):
-                if progress:
-                    progress(i, len(todo), case, time.perf_counter() - t0)
-                writer.write(run_case(case, problems, plan.suite))
-                done += 1
-        except KeyboardInterrupt:
-            interrupted = True
-    if progress:
-        progress(done, len(todo), None, time.perf_counter() - t0)
-    return RunResult(done=done, skipped=skipped, interrupted=interrupted)

@@ -32,6 +32,10 @@ class Status(enum.StrEnum):
     NONFINITE = "nonfinite"  # the state or the error estimate became inf/NaN
     STIFF = "stiff"  # the solver's own stiffness detection stopped it (Hairer's IDID = -4)
     ERROR = "error"  # anything else, with the message
+    # Set by the harness around a case, never by a solver:
+    TIMEOUT = "timeout"  # the case ran past its time budget (--case-timeout)
+    CRASHED = "crashed"  # the case's worker process died (a signal or an exit code)
+    OUT_OF_MEMORY = "out_of_memory"  # the case ran out of memory (--case-memory, or the host's)
 
 
 class GradMode(enum.StrEnum):

@@ -1,0 +1,336 @@
+"""A run from its plan to its last row: start one, resume one, execute its cases.
+
+A run folder is created with its whole plan in ``meta.json``: every case id with its settings,
+the suite, the plugins, the seed, and how cases are isolated. ``--resume`` replays exactly that
+plan: it runs the planned cases that have no row yet, nothing else, so a run is the same set of
+cases however often it was interrupted. The folder is locked while a process works on it.
+
+Cases run in the run's own process, or in a worker process (:mod:`harness.worker`):
+``isolate = auto`` (the default) sends a case there when its solver or problem is not a
+built-in one (a plugin, or a peer library), ``always`` sends every case, ``never`` none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import registry
+from harness.environment import capture
+from harness.results import (
+    SCHEMA_VERSION,
+    ResultsWriter,
+    RunFolderError,
+    drop_torn_tail,
+    load_meta,
+    read_results,
+    write_meta,
+)
+from harness.rundir import RunLock
+from harness.runner import ProblemCache, run_case
+from harness.suite import Case, Plan, Suite
+from harness.worker import Worker, WorkerConfig, WorkerStartError, fmt_size
+
+
+class Isolation(enum.StrEnum):
+    AUTO = "auto"  # plugins and peers in a worker, built-ins in the run's process
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def is_builtin(kind: str, name: str) -> bool:
+    reg = registry.SOLVERS if kind == "solver" else registry.PROBLEMS
+    return name in reg and reg.get(name).source.startswith("built-in")
+
+
+def isolated(case: Case, isolation: Isolation) -> bool:
+    if isolation is Isolation.ALWAYS:
+        return True
+    if isolation is Isolation.NEVER:
+        return False
+    return not (is_builtin("solver", case.solver) and is_builtin("problem", case.problem))
+
+
+# ------------------------------------------------------------------------------------- plan
+
+_CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case))
+
+
+def plan_record(cases: list[Case]) -> list[dict[str, Any]]:
+    """The plan as stored in meta.json: each case's id and settings."""
+    return [{"case_id": c.case_id, **dataclasses.asdict(c)} for c in cases]
+
+
+def plan_from_record(items: Any, where: str) -> list[Case]:
+    """The cases of a stored plan; a record this version cannot read is refused."""
+    if not isinstance(items, list) or not items:
+        raise RunFolderError(f"{where}: the stored plan is missing or empty")
+    cases = []
+    for k, item in enumerate(items):
+        if not isinstance(item, dict) or "case_id" not in item:
+            raise RunFolderError(f"{where}: plan entry {k} is not a case record")
+        unknown = sorted(set(item) - set(_CASE_FIELDS) - {"case_id"})
+        if unknown:
+            raise RunFolderError(
+                f"{where}: plan entry {k} has fields this odebench does not know "
+                f"({', '.join(unknown)}); resume it with the odebench that started it"
+            )
+        case = Case(**{key: v for key, v in item.items() if key != "case_id"})
+        if case.case_id != item["case_id"]:
+            raise RunFolderError(
+                f"{where}: plan entry {k} has id {item['case_id']!r}, but its settings give "
+                f"{case.case_id!r} in this odebench; resume it with the odebench that started it"
+            )
+        cases.append(case)
+    return cases
+
+
+def suite_from_record(data: Any, where: str) -> Suite:
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{where}: the stored suite is missing")
+    try:
+        return Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except TypeError as exc:
+        raise RunFolderError(f"{where}: the stored suite cannot be read: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+@dataclass
+class RunSettings:
+    """How the cases of a run are executed (stored in meta.json, kept on resume)."""
+
+    isolate: Isolation = Isolation.AUTO
+    case_memory: int | None = None  # bytes (RLIMIT_DATA of each worker)
+    seed: int = 0
+    threads: int | None = None
+    plugins: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        return {"isolate": str(self.isolate), "case_memory_bytes": self.case_memory,
+                "seed": self.seed, "threads": self.threads, "plugins": list(self.plugins)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> RunSettings:
+        return cls(
+            isolate=Isolation(meta.get("isolate", "auto")),
+            case_memory=meta.get("case_memory_bytes"),
+            seed=int(meta.get("seed", 0)),
+            threads=meta.get("threads"),
+            plugins=tuple(meta.get("plugins", ())),
+        )
+
+    def worker_config(self) -> WorkerConfig:
+        return WorkerConfig(plugins=self.plugins, threads=self.threads,
+                            memory_limit=self.case_memory, seed=self.seed)
+
+
+@dataclass
+class Run:
+    """A locked run folder and what is left of its plan."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    suite: Suite
+    cases: list[Case]
+    settings: RunSettings
+    lock: RunLock
+    done_ids: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)  # what reading the results found
+    resumed: bool = False
+
+    @property
+    def todo(self) -> list[Case]:
+        return [c for c in self.cases if c.case_id not in self.done_ids]
+
+    def close(self) -> None:
+        self.lock.release()
+
+
+def check_out_dir(run_dir: Path) -> None:
+    """A new run's folder: absent, or an empty directory; refused with the reason otherwise."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"--out {run_dir} is a file, not a run folder; choose another --out")
+    if run_dir.is_dir():
+        if (run_dir / "meta.json").exists() or (run_dir / "results.jsonl").exists():
+            raise RunFolderError(
+                f"run folder {run_dir} already holds a run; continue it with "
+                f"python -m harness run --resume {run_dir}, or choose another --out"
+            )
+    parent = run_dir.parent if not run_dir.exists() else run_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise RunFolderError(f"--out {run_dir}: {parent} is a file, not a folder")
+
+
+def start(plan: Plan, run_dir: Path, command: str, settings: RunSettings,
+          extra: dict[str, Any]) -> Run:
+    """Create and lock ``run_dir`` and write its meta.json with the whole plan."""
+    check_out_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"cannot create run folder {run_dir}: {exc.strerror}") from None
+    lock = RunLock(run_dir)
+    lock.acquire()
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "command": command,
+        "started_at": now(),
+        "ended_at": None,
+        "complete": False,
+        "interrupted": False,
+        "interrupted_by": None,
+        **settings.record(),
+        "suite": dataclasses.asdict(plan.suite),
+        "suite_parts": {k: dataclasses.asdict(v) for k, v in plan.parts.items()},
+        "n_cases": len(plan.cases),
+        "plan": plan_record(plan.cases),
+        "resumes": [],
+        "environment": capture(),
+        **extra,
+    }
+    try:
+        write_meta(run_dir, meta)
+    except OSError as exc:
+        lock.release()
+        raise RunFolderError(f"cannot write to run folder {run_dir}: {exc.strerror}") from None
+    return Run(run_dir=run_dir, meta=meta, suite=plan.suite, cases=list(plan.cases),
+               settings=settings, lock=lock)
+
+
+def reopen(run_dir: Path, command: str) -> Run:
+    """Lock ``run_dir`` for ``--resume``: its stored plan, and the ids it has rows for (after
+    cutting away a torn last line)."""
+    if not run_dir.is_dir():
+        raise RunFolderError(f"--resume: run folder {run_dir} does not exist")
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        meta = load_meta(run_dir)
+        where = str(run_dir / "meta.json")
+        if not meta:
+            raise RunFolderError(f"--resume: {run_dir} is not a run folder (no meta.json)")
+        if meta.get("schema_version", 1) < SCHEMA_VERSION or "plan" not in meta:
+            raise RunFolderError(
+                f"--resume: {run_dir} was written by an older odebench (results schema "
+                f"{meta.get('schema_version', 1)}) that did not store its plan; it can be shown "
+                "and reported, not resumed: start a new run"
+            )
+        cases = plan_from_record(meta.get("plan"), where)
+        suite = suite_from_record(meta.get("suite"), where)
+        settings = RunSettings.from_meta(meta)
+        warnings = []
+        cut = drop_torn_tail(run_dir)
+        if cut is not None:
+            warnings.append(f"{run_dir / 'results.jsonl'} line {cut.line_no}: an incomplete "
+                            "last line (a case cut off mid-write) was removed; that case runs "
+                            "again")
+        results = read_results(run_dir)
+        warnings.extend(results.warnings(run_dir / "results.jsonl"))
+        planned = {c.case_id for c in cases}
+        done = {r["case_id"] for r in results.rows if r["case_id"] in planned}
+        stray = sorted({r["case_id"] for r in results.rows} - planned)
+        if stray:
+            warnings.append(f"{len(stray)} row(s) of results.jsonl are not in the plan "
+                            f"(e.g. {stray[0]!r}); they are kept and not rerun")
+    except BaseException:
+        lock.release()
+        raise
+    meta.setdefault("resumes", []).append({"command": command, "started_at": now(),
+                                           "ended_at": None, "n_to_go": len(planned - done),
+                                           "environment": capture()})
+    run = Run(run_dir=run_dir, meta=meta, suite=suite, cases=cases, settings=settings,
+              lock=lock, done_ids=done, warnings=warnings, resumed=True)
+    write_meta(run_dir, meta)
+    return run
+
+
+@dataclass
+class Outcome:
+    done: int  # cases run in this invocation
+    to_go: int  # planned cases without a row when it started
+    interrupted_by: str | None  # the signal's name, if a signal stopped it
+    workers_started: int = 0
+
+
+Progress = Callable[[int, int, Case | None, float], None]
+
+
+def execute(run: Run, progress: Progress | None = None,
+            on_worker: Callable[[Worker], None] | None = None) -> Outcome:
+    """Run every planned case of ``run`` that has no row, appending rows as cases end.
+
+    A KeyboardInterrupt (Ctrl-C, or SIGTERM through :mod:`harness.signals`) drops the case in
+    flight and returns; the rows written so far are on disk.
+    """
+    from harness.signals import RunInterrupted
+
+    todo = run.todo
+    problems = ProblemCache()
+    worker = Worker(run.settings.worker_config())
+    if on_worker:
+        on_worker(worker)
+    done = 0
+    interrupted_by = None
+    t0 = time.perf_counter()
+    timeout = run.suite.case_timeout
+    with ResultsWriter(run.run_dir) as writer, worker:
+        try:
+            for i, case in enumerate(todo):
+                if progress:
+                    progress(i, len(todo), case, time.perf_counter() - t0)
+                if isolated(case, run.settings.isolate):
+                    try:
+                        row = worker.run(case, run.suite, timeout)
+                    except WorkerStartError as exc:
+                        from harness.runner import _error_row
+                        from solvers.base import Status
+
+                        row = _error_row(case, Status.CRASHED, str(exc), now(), 0.0)
+                else:
+                    row = run_case(case, problems, run.suite, seed=run.settings.seed)
+                writer.write(row)
+                done += 1
+        except KeyboardInterrupt as exc:
+            interrupted_by = exc.name if isinstance(exc, RunInterrupted) else "SIGINT"
+    if progress:
+        progress(done, len(todo), None, time.perf_counter() - t0)
+    return Outcome(done=done, to_go=len(todo), interrupted_by=interrupted_by,
+                   workers_started=worker.started)
+
+
+def finish(run: Run, outcome: Outcome) -> int:
+    """Record how this invocation ended in meta.json; returns how many planned cases still
+    have no row."""
+    ended = now()
+    rows = {r["case_id"] for r in read_results(run.run_dir).rows}
+    complete = all(c.case_id in rows for c in run.cases)
+    run.meta.update(ended_at=ended, complete=complete,
+                    interrupted=outcome.interrupted_by is not None,
+                    interrupted_by=outcome.interrupted_by)
+    if run.resumed and run.meta.get("resumes"):
+        run.meta["resumes"][-1].update(ended_at=ended, done=outcome.done,
+                                       interrupted_by=outcome.interrupted_by)
+    write_meta(run.run_dir, run.meta)
+    return sum(c.case_id not in rows for c in run.cases)
+
+
+def describe_settings(settings: RunSettings) -> str:
+    parts = [f"isolation {settings.isolate}"]
+    if settings.case_memory:
+        parts.append(f"case memory {fmt_size(settings.case_memory)}")
+    return ", ".join(parts)

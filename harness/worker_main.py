@@ -1,0 +1,50 @@
+"""The worker process's side of :mod:`harness.worker`: set up, then run cases until told to stop.
+
+Imported once by the fork server (torch, the harness and the built-in solvers and problems),
+so that each worker forked from it starts warm.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+from multiprocessing.connection import Connection
+
+import torch
+
+from harness import registry
+from harness.runner import ProblemCache, _message, run_case
+
+registry.load_builtins()
+
+
+def serve(conn: Connection, config) -> None:
+    """Load the run's plugins, apply its thread count and memory limit, then answer each
+    ``(case, suite)`` with ``("row", row)`` until ``None`` or the pipe closes."""
+    from harness.worker import die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
+    try:
+        if config.memory_limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (config.memory_limit, config.memory_limit))
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        for warning in registry.discover(list(config.plugins)):
+            del warning  # the run's process has shown these already
+    except BaseException as exc:  # noqa: BLE001 - reported to the run, which stops
+        conn.send(("setup_failed", _message(exc)))
+        return
+    conn.send(("ready", None))
+    problems = ProblemCache()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        case, suite = msg
+        row = run_case(case, problems, suite, seed=config.seed, timeout=0)
+        conn.send(("row", row))

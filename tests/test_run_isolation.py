@@ -1,0 +1,116 @@
+"""Cases in worker processes: a plugin that crashes, exits, hangs or hogs memory loses only its
+own case, with the right status, and the run goes on. Real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_runner import REPO, run_cli
+
+from harness.results import load_run
+
+PLUGIN = str(Path(__file__).parent / "plugins" / "misbehaving.py")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="worker isolation is tested on Linux")
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    _, df = load_run(out)
+    return {r["solver"]: r for r in df.to_dict("records")}
+
+
+def test_every_misbehaving_plugin_loses_only_its_own_case(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "run", "--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+        "--solvers", "segfault,os-exit,sys-exit,deadlock,hog,rk4,dopri5", "--rtol", "1e-6",
+        "--case-timeout", "2", "--case-memory", "1G", "--out", str(out), "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = _rows(out)
+    assert len(rows) == 7
+    assert rows["segfault"]["status"] == "crashed"
+    assert "SIGSEGV" in rows["segfault"]["message"]
+    assert rows["os-exit"]["status"] == "crashed"
+    assert "exited with code 1" in rows["os-exit"]["message"]
+    assert rows["sys-exit"]["status"] == "crashed"
+    assert "sys.exit(3)" in rows["sys-exit"]["message"]
+    assert rows["deadlock"]["status"] == "timeout"
+    assert "killed" in rows["deadlock"]["message"]
+    assert rows["hog"]["status"] == "out_of_memory"
+    assert "MemoryError" in rows["hog"]["message"]
+    for ok in ("rk4", "dopri5"):
+        assert rows[ok]["status"] == "ok", rows[ok]["message"]
+        assert rows[ok]["nfe"] > 0 and rows[ok]["err_max"] < 0.1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] is True and meta["interrupted"] is False
+    assert meta["isolate"] == "always" and meta["case_memory_bytes"] == 2**30
+    assert (out / "report.html").exists()
+
+
+def test_plugins_run_in_a_worker_by_default_and_builtins_in_process(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("run", "--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+                   "--solvers", "os-exit,rk4", "--out", str(out), "--quiet", "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(out)
+    assert rows["os-exit"]["status"] == "crashed"
+    assert rows["rk4"]["status"] == "ok"
+    assert "isolation auto" in proc.stderr
+
+
+def test_without_isolation_sys_exit_is_contained_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("run", "--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+                   "--solvers", "sys-exit,rk4", "--no-isolate", "--out", str(out), "--quiet",
+                   "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(out)
+    assert rows["sys-exit"]["status"] == "crashed"
+    assert "misbehaving.py" in rows["sys-exit"]["message"]  # where it was called
+    assert rows["rk4"]["status"] == "ok"
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", *args], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, limit: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if path.exists() and text in path.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended early: {proc.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def test_a_second_signal_stops_a_run_hung_inside_a_c_call_at_once(tmp_path):
+    # Without isolation nothing can interrupt the C call: the first SIGINT waits, the second
+    # ends the process at once (the signal watcher thread), with 128 + SIGINT.
+    out = tmp_path / "run"
+    proc = _start("--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+                  "--solvers", "rk4,deadlock", "--no-isolate", "--out", str(out), "--quiet")
+    _wait_for(out / "results.jsonl", "rk4", proc)
+    time.sleep(1.0)  # inside the deadlock by now
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # the first signal cannot get through the C call
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "again: stopping at once" in err
