@@ -416,7 +416,7 @@ def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
     scales = {n: (i["atol"], i["rtol"]) for n, i in problem_info.items() if "atol" in i}
     plan = expand(suite, problem_tags, filters, scales)
     for note in p_notes + plan.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     return settings, suite, plan, problem_info
 
 

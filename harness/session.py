@@ -7,7 +7,8 @@ cases however often it was interrupted. The folder is locked while a process wor
 
 Cases run in the run's own process, or in a worker process (:mod:`harness.worker`):
 ``isolate = auto`` (the default) sends a case there when its solver or problem is not a
-built-in one (a plugin, or a peer library), ``always`` sends every case, ``never`` none.
+built-in one (a plugin, or a peer library) or its solver's loop is native code that an
+exception cannot stop (``Solver.native_loop``); ``always`` sends every case, ``never`` none.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from harness.results import (
     write_meta,
 )
 from harness.rundir import RunLock
-from harness.runner import ProblemCache, run_case
+from harness.runner import ProblemCache, native_loop, run_case
 from harness.suite import Case, Plan, Suite
 from harness.worker import Worker, WorkerConfig, WorkerStartError, fmt_size
 
@@ -53,12 +54,19 @@ def is_builtin(kind: str, name: str) -> bool:
     return name in reg and reg.get(name).source.startswith("built-in")
 
 
-def isolated(case: Case, isolation: Isolation) -> bool:
+def isolated(case: Case, isolation: Isolation, _native: dict[str, bool] | None = None) -> bool:
+    """Whether ``case`` runs in a worker: with ``auto``, a plugin or peer solver or problem,
+    or a solver whose loop is native code (``Solver.native_loop``)."""
     if isolation is Isolation.ALWAYS:
         return True
     if isolation is Isolation.NEVER:
         return False
-    return not (is_builtin("solver", case.solver) and is_builtin("problem", case.problem))
+    if not (is_builtin("solver", case.solver) and is_builtin("problem", case.problem)):
+        return True
+    native = _native if _native is not None else {}
+    if case.solver not in native:
+        native[case.solver] = native_loop(case.solver)
+    return native[case.solver]
 
 
 # ------------------------------------------------------------------------------------- plan
@@ -288,12 +296,13 @@ def execute(run: Run, progress: Progress | None = None,
     interrupted_by = None
     t0 = time.perf_counter()
     timeout = run.suite.case_timeout
+    native: dict[str, bool] = {}
     with ResultsWriter(run.run_dir) as writer, worker:
         try:
             for i, case in enumerate(todo):
                 if progress:
                     progress(i, len(todo), case, time.perf_counter() - t0)
-                if isolated(case, run.settings.isolate):
+                if isolated(case, run.settings.isolate, native):
                     try:
                         row = worker.run(case, run.suite, timeout)
                     except WorkerStartError as exc:

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 5, as one script for a machine with a CUDA card (about 6 minutes
+# The GPU measurements, as one script for a machine with a CUDA card (about 6 minutes
 # on an H100-class card; CI has no GPU and never runs it):
 #   1. the CUDA tests (tests/test_solver_cuda.py), which skip everywhere else;
 #   2. ours against the peers on the learned problem `mlp`, float32, batch 1 and 10,000:
 #      time per step with CUDA events (the harness's timing on a cuda device);
 #   3. the gradient suite on the card: the adjoint's memory curve as peak CUDA memory
-#      (torch.cuda.max_memory_allocated per case), backprop and checkpoint beside it.
+#      (torch.cuda.max_memory_allocated per case), backprop and checkpoint beside it;
+#   4. CUDA cases in worker processes (--isolate): each worker initialises CUDA itself (the
+#      fork server that starts workers never touches the card), times with CUDA events and
+#      sends its rows back; the peers in step 2 already run in workers by default.
 # Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
 # driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
 # DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
@@ -35,5 +38,10 @@ python -m harness run --device "$device" --dtype float32 --batch "$batch" --prob
 # 3. memory: the gradients suite (mlp, rk4 at 10..10000 steps, dopri5 at 1e-3..1e-8)
 python -m harness run --suite gradients --device "$device" --case-timeout 120 \
   --out "$out/gpu-gradients" --quiet
+# 4. isolation on the card
+python -m harness run --device "$device" --dtype float32 --batch 1000 --problems mlp \
+  --solvers dopri5,rk4 --rtol 1e-4 --steps 64 --isolate --no-report \
+  --out "$out/gpu-isolated" --quiet
+python -m harness show "$out/gpu-isolated"
 python -m harness show "$out/gpu-speed" | head -40
 python -m harness show "$out/gpu-gradients" | head -40

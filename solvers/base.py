@@ -109,6 +109,11 @@ class Solver:
     - ``implicit``: an implicit (stiff) method; a problem's ``max_steps``, a budget that stops
       explicit solvers on stiff problems, does not apply to it;
     - ``differentiable``: a torch solver autograd can record (``backprop``);
+    - ``native_loop``: its step loop is native code that calls ``f`` through a C callback
+      that does not stop on a Python exception (f2py's DOPRI5/DOP853 wrappers go on calling
+      ``f``, millions of times, and then report a ``SystemError``). The harness then never
+      raises its time budget inside ``f``, and runs the solver in a worker process by
+      default, where the budget kills the process;
     - ``grad_modes``: the gradient modes it supports.
     """
 
@@ -117,6 +122,7 @@ class Solver:
     adaptive: bool = False
     implicit: bool = False  # made for stiff problems: an explicit-solver step budget is not its
     differentiable: bool = True
+    native_loop: bool = False
     grad_modes: tuple[GradMode, ...] = (GradMode.NONE, GradMode.BACKPROP)
     kind: str = ""  # a few words for `list`, e.g. "explicit RK, adaptive"
     description: str = ""

@@ -71,7 +71,9 @@ def test_solver_that_raises_becomes_an_error_row_and_the_run_goes_on(tmp_path):
     _, df = load_run(out)
     by_solver = df.set_index("solver")
     assert by_solver.loc["raiser", "status"] == "error"
-    assert "ZeroDivisionError: deliberate failure" in by_solver.loc["raiser", "message"]
+    message = by_solver.loc["raiser", "message"]
+    assert "ZeroDivisionError: deliberate failure" in message  # the original type
+    assert "raising.py:7 in solve" in message  # and where in the plugin it was raised
     assert by_solver.loc["rk4", "status"] == "ok"
     assert "deliberate failure" in (out / "report.html").read_text()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cli_runner import REPO, run_cli
 
+from harness.cli import main
 from harness.results import load_run
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "misbehaving.py")
@@ -56,18 +57,30 @@ def _wait_rows(out: Path, n: int, proc: subprocess.Popen, limit: float = 120) ->
         time.sleep(0.02)
 
 
+def _main(*args: str) -> tuple[int, str]:
+    """``python -m harness ARGS`` in this process (for the checks that need no real process):
+    the exit code and what went to stderr."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """The uninterrupted run (in this process: the killed runs below are real processes)."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    t0 = time.monotonic()
-    proc = run_cli("run", *SELECTION, "--out", str(out), "--quiet", "--no-report")
-    assert proc.returncode == 0, proc.stderr
+    code, err = _main("run", *SELECTION, "--out", str(out), "--quiet", "--no-report")
+    assert code == 0, err
     meta, df = load_run(out)
-    return out, meta, df.set_index("case_id").sort_index(), time.monotonic() - t0
+    return out, meta, df.set_index("case_id").sort_index()
 
 
 def test_the_plan_is_stored_and_resume_replays_it(reference):
-    out, meta, df, _ = reference
+    out, meta, df = reference
     assert meta["schema_version"] == 2 and meta["complete"] is True
     ids = [c["case_id"] for c in meta["plan"]]
     assert len(ids) == len(set(ids)) == meta["n_cases"] == N_CASES == len(df)
@@ -78,7 +91,7 @@ def test_the_plan_is_stored_and_resume_replays_it(reference):
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(
     reference, tmp_path, seed
 ):
-    _, ref_meta, ref, _ = reference
+    _, ref_meta, ref = reference
     rng = random.Random(seed)
     out = tmp_path / "run"
     proc = _start(*SELECTION, "--out", str(out), "--quiet", "--no-report")
@@ -151,19 +164,19 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
     assert sorted(df["solver"]) == ["rk4", "sleep"] and df["case_id"].is_unique
 
 
-def test_resume_refuses_selection_flags_and_keeps_one_case_one_case(reference, tmp_path):
+def test_resume_refuses_selection_flags_and_keeps_one_case_one_case(tmp_path):
     out = tmp_path / "one"
-    first = run_cli("run", "--solvers", "dopri5", "--problems", "linear", "--rtol", "1e-6",
-                    "--out", str(out), "--quiet", "--no-report")
-    assert first.returncode == 0, first.stderr
-    again = run_cli("run", "--out", str(out), "--resume", "--quiet", "--no-report")
-    assert again.returncode == 0, again.stderr
-    assert "0 of 1 cases to go" in again.stderr
+    code, err = _main("run", "--solvers", "dopri5", "--problems", "linear", "--rtol", "1e-6",
+                      "--out", str(out), "--quiet", "--no-report")
+    assert code == 0, err
+    code, err = _main("run", "--out", str(out), "--resume", "--quiet", "--no-report")
+    assert code == 0, err
+    assert "0 of 1 cases to go" in err
     _, df = load_run(out)
     assert len(df) == 1
-    bad = run_cli("run", "--resume", str(out), "--rtol", "1e-3")
-    assert bad.returncode == 2 and "takes no --rtol" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    code, err = _main("run", "--resume", str(out), "--rtol", "1e-3")
+    assert code == 2 and "takes no --rtol" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def _damaged(reference, tmp_path, how: str) -> Path:
@@ -187,20 +200,20 @@ def _damaged(reference, tmp_path, how: str) -> Path:
 @pytest.mark.parametrize("verb", ["show", "report", "resume"])
 @pytest.mark.parametrize("how", ["torn", "garbage", "null", "meta"])
 def test_damaged_run_folders_are_reported_never_a_traceback(reference, tmp_path, how, verb):
+    # In this process: a traceback would fail the test itself.
     out = _damaged(reference, tmp_path, how)
     if verb == "resume":
-        proc = run_cli("run", "--resume", str(out), "--quiet", "--no-report")
+        code, err = _main("run", "--resume", str(out), "--quiet", "--no-report")
     else:
-        proc = run_cli(verb, str(out))
-    assert "Traceback" not in proc.stderr
+        code, err = _main(verb, str(out))
     if how in ("null", "meta"):  # not odebench's writing: refused, naming the place
-        assert proc.returncode == 2
-        assert len(proc.stderr.strip().splitlines()) == 1
-        assert ("line 6" if how == "null" else "meta.json") in proc.stderr
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1
+        assert ("line 6" if how == "null" else "meta.json") in err
         return
-    assert proc.returncode == 0, proc.stderr
+    assert code == 0, err
     where = f"line {N_CASES}" if how == "torn" else "line 6"
-    assert where in proc.stderr  # reported with its line number
+    assert where in err  # reported with its line number
     if verb == "resume":
         _, df = load_run(out)
         assert len(df) == N_CASES and df["case_id"].is_unique  # the torn case ran again

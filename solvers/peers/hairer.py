@@ -64,6 +64,7 @@ class HairerSolver(Solver):
 
     adaptive = True
     differentiable = False
+    native_loop = True  # f2py's callback goes on after f raises: see solvers.base.Solver
     grad_modes = (GradMode.NONE,)
 
     def __init__(self, code: str) -> None:
