@@ -38,9 +38,10 @@ from harness.suite import (
     Suite,
     SuiteError,
     expand,
-    load_suite,
     override,
 )
+from harness.suite_file import load_suite
+from harness.worker import MIN_MEMORY, fmt_size, kill_all
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM gives 143 (128 + the signal's number)
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="check the selection and print the plan's size; run and write nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    _RUN_FLAGS.update({a.dest: a.option_strings[0] for a in r._actions if a.option_strings})
 
     ls = sub.add_parser("list", help="list registered solvers and problems")
     ls.add_argument("--plugin", action="append", default=[], help=plugin_help)
@@ -362,20 +365,25 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
 
 
 # What `run --resume` may be given beside the run folder: nothing that changes the plan.
+_RUN_FLAGS: dict[str, str] = {}  # dest -> its flag, filled by build_parser
 _RESUME_ALLOWED = {"verb", "resume", "out", "quiet", "no_report"}
 
 
-def _resume_dir(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> Path:
+def _flag(parser_flags: dict[str, str], dest: str, value: Any) -> str:
+    if dest == "isolate":
+        return "--isolate" if value else "--no-isolate"
+    return parser_flags.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _resume_dir(args: argparse.Namespace, defaults: dict[str, Any]) -> Path:
     """The folder ``--resume`` continues; any selection flag beside it is refused."""
-    given = [k for k, v in vars(args).items()
-             if k not in _RESUME_ALLOWED and v != parser_defaults.get(k)]
+    flags = defaults.get("_flags", {})
+    given = [_flag(flags, k, v) for k, v in vars(args).items()
+             if k not in _RESUME_ALLOWED and v != defaults.get(k)]
     if given:
-        flags = ", ".join("--" + k.replace("_", "-").replace("grad-modes", "grad")
-                          .replace("devices", "device").replace("dtypes", "dtype")
-                          for k in given)
         raise UsageError(
-            f"--resume continues the run's stored plan and takes no {flags}; to run another "
-            "selection, start a new run (another --out)"
+            f"--resume continues the run's stored plan and takes no {', '.join(given)}; to run "
+            "another selection, start a new run (another --out)"
         )
     if args.resume is True:
         if args.out is None:
@@ -383,22 +391,33 @@ def _resume_dir(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> Pa
                              "RUN_DIR")
         return args.out
     run_dir = Path(args.resume)
-    if args.out is not None and args.out != run_dir:
+    if args.out is not None and args.out.resolve() != run_dir.resolve():
         raise UsageError(f"--resume {run_dir} and --out {args.out} name different folders; "
                          "give one")
     return run_dir
 
 
+def _plugin_spec(spec: str) -> str:
+    """A plugin file as an absolute path (so a resume from another folder finds it); a module
+    name as it is."""
+    path = Path(spec)
+    return str(path.resolve()) if spec.endswith(".py") or path.is_file() else spec
+
+
 def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     if args.case_memory and args.isolate is False:
         raise UsageError("--case-memory limits worker processes; it cannot go with --no-isolate")
+    if args.case_memory and args.case_memory < MIN_MEMORY:
+        raise UsageError(f"--case-memory {fmt_size(args.case_memory)} is less than a worker "
+                         f"needs to start (torch and the problems take about 0.3G); give at "
+                         f"least {fmt_size(MIN_MEMORY)}")
     if args.isolate is None:
         isolate = Isolation.ALWAYS if args.case_memory else Isolation.AUTO
     else:
         isolate = Isolation.ALWAYS if args.isolate else Isolation.NEVER
     return RunSettings(isolate=isolate, case_memory=args.case_memory,
                        seed=0 if args.seed is None else args.seed, threads=args.threads,
-                       plugins=tuple(args.plugin or ()))
+                       plugins=tuple(_plugin_spec(p) for p in args.plugin or ()))
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -442,7 +461,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, A
         "problems": {p: problem_info[p] for p in plan.problems},
         "solvers": {s: solver_info.get(s, {}) for s in plan.solvers},
     }
-    with graceful() as interrupts:
+    with graceful(on_second=kill_all) as interrupts:
         run = session.start(plan, run_dir, _command(argv), settings, extra)
         return _execute(run, args, interrupts)
 
@@ -452,11 +471,6 @@ def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
     try:
         for w in run.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        if run.resumed:
-            for w in registry.discover(list(run.settings.plugins)):
-                print(f"warning: {w}", file=sys.stderr)
-            if run.settings.threads:
-                torch.set_num_threads(run.settings.threads)
         todo = run.todo
         problems = sorted({c.problem for c in run.cases})
         solvers = sorted({c.solver for c in run.cases})
@@ -464,9 +478,8 @@ def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
               f"problems, {len(solvers)} solvers; suite {run.suite.name!r}; "
               f"{session.describe_settings(run.settings)}), run folder {run.run_dir}",
               file=sys.stderr)
-        workers: list = []
-        outcome = session.execute(run, progress=Progress(not args.quiet),
-                                  on_worker=workers.append)
+        outcome = session.execute(run, progress=Progress(not args.quiet))
+        interrupts.raising = False  # from here a first signal is only recorded
         if outcome.interrupted_by is None and interrupts.first is not None:
             outcome.interrupted_by = interrupts.name
         left = session.finish(run, outcome)
@@ -484,8 +497,11 @@ def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
             print(f"\nResults: {run.run_dir}")
     finally:
         run.close()
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return EXIT_USAGE
     if outcome.interrupted_by:
-        return 128 + (interrupts.first or 2)
+        return interrupts.exit_code
     return 0
 
 
@@ -575,7 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "run":
-            return cmd_run(args, argv, vars(parser.parse_args(["run"])))
+            defaults = vars(parser.parse_args(["run"]))
+            defaults["_flags"] = _RUN_FLAGS
+            return cmd_run(args, argv, defaults)
         if args.verb == "list":
             return cmd_list(args)
         if args.verb == "report":

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import registry
+from harness import registry, signals
 from harness.measure.accuracy import Accuracy, measure_accuracy
 from harness.measure.memory import cuda_peak_bytes, cuda_peak_reset, rss_peak_bytes
-from harness.measure.nfe import CaseTimeout, CountingRHS, Deadline
+from harness.measure.nfe import CaseTimeout, CountingRHS, Deadline, budget_message
 from harness.measure.timing import Timing, time_call
 from harness.suite import DTYPES, Case, Suite
 from solvers.base import Solution, Solver, Status
@@ -184,7 +184,12 @@ def _result_fields(sol: Solution, acc: Accuracy, timing: Timing) -> dict[str, An
     )
 
 
-def _error_row(case: Case, status: Status, message: str, started: str, wall: float) -> dict:
+def utc_now() -> str:
+    """Now, as the ISO time stamps of rows and meta.json write it."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def error_row(case: Case, status: Status, message: str, started: str, wall: float) -> dict:
     """The row of a case that ended without figures: its settings, status and message."""
     row = _base_row(case)
     row.update(status=str(status), message=message, started_at=started, wall_s=wall)
@@ -212,7 +217,7 @@ def run_case(
     ``timeout`` (default: the suite's ``case_timeout``; 0 or None for none) is checked at each
     call of ``f``. A worker process passes 0: its parent keeps the time.
     """
-    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    started = utc_now()
     t_case = time.perf_counter()
     rss_before = rss_peak_bytes()
     budget = suite.case_timeout if timeout is None else timeout
@@ -223,22 +228,22 @@ def run_case(
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a case must not end the run (SystemExit too)
+        signals.raise_if_requested()  # a Ctrl-C that the case's code swallowed
         wall = time.perf_counter() - t_case
         if deadline.expired or isinstance(exc, CaseTimeout):
-            message = f"the case ran past its time budget of {deadline.seconds:g} s"
-            return _error_row(case, Status.TIMEOUT, message, started, wall)
+            return error_row(case, Status.TIMEOUT, budget_message(budget), started, wall)
         if isinstance(exc, SystemExit):  # an attempt to end the process: contained
             status = Status.CRASHED
         elif _is_out_of_memory(exc):
             status = Status.OUT_OF_MEMORY
         else:
             status = Status.ERROR
-        return _error_row(case, status, _message(exc), started, wall)
+        return error_row(case, status, _message(exc), started, wall)
+    signals.raise_if_requested()
     row["started_at"] = started
     row["wall_s"] = time.perf_counter() - t_case
     if deadline.expired:  # the solver swallowed the CaseTimeout and went on
-        return _error_row(case, Status.TIMEOUT, f"the case ran past its time budget of "
-                          f"{deadline.seconds:g} s", started, row["wall_s"])
+        return error_row(case, Status.TIMEOUT, budget_message(budget), started, row["wall_s"])
     row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
     return row
 
@@ -259,9 +264,7 @@ def _run_case(
     solver = registry.make_solver(case.solver)
     problem = problems.get(case.problem, case.dtype, case.device)
     row = _described(_base_row(case), solver, problem)
-    y0 = problem.y0
-    if case.batch > 1:
-        y0 = y0.expand(case.batch, *y0.shape).clone()
+    y0 = _batched(problem.y0, case.batch)  # a copy: a solver that writes into y0 harms no one
     f = CountingRHS(problem.f, deadline)
     kwargs = solve_kwargs(case, solver, problem)
 
@@ -421,6 +424,8 @@ def _run_gradient_case(
         diff = grad_rel_err(g64, bp) if bp is not None else nan
     else:
         err_all = err_y0 = err_theta = diff = nan
+        if mode == "backprop":  # no backprop gradient for this setting: none to recompute
+            _GRADIENTS.backprop[GradientCache.backprop_key(case)] = None
 
     timing = first
     if status is Status.OK:
@@ -457,7 +462,17 @@ def _backprop_gradient(
 ) -> tuple[torch.Tensor | None, ...] | None:
     """The backprop gradient of the case's solver and setting, as its backprop case computes it
     (None where that case would not end ok), for a mode's disagreement with backprop when the
-    backprop case ran elsewhere (a worker, an earlier invocation of a resumed run)."""
+    backprop case ran elsewhere (a worker, an earlier invocation of a resumed run). A failure
+    here (backprop's memory, say) leaves the disagreement empty; it does not fail the case."""
+    try:
+        return _backprop_gradient_or_raise(case, problems, deadline)
+    except Exception:
+        return None
+
+
+def _backprop_gradient_or_raise(
+    case: Case, problems: ProblemCache, deadline: Deadline
+) -> tuple[torch.Tensor | None, ...] | None:
     from solvers.gradients import check_mode, odeint
 
     solver = registry.make_solver(case.solver)

@@ -14,7 +14,6 @@ exception cannot stop (``Solver.native_loop``); ``always`` sends every case, ``n
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import enum
 import time
 from collections.abc import Callable
@@ -22,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import registry
+import torch
+
+from harness import registry, signals
 from harness.environment import capture
 from harness.results import (
     SCHEMA_VERSION,
@@ -34,7 +35,7 @@ from harness.results import (
     write_meta,
 )
 from harness.rundir import RunLock
-from harness.runner import ProblemCache, native_loop, run_case
+from harness.runner import ProblemCache, native_loop, run_case, utc_now
 from harness.suite import Case, Plan, Suite
 from harness.worker import Worker, WorkerConfig, WorkerStartError, fmt_size
 
@@ -43,10 +44,6 @@ class Isolation(enum.StrEnum):
     AUTO = "auto"  # plugins and peers in a worker, built-ins in the run's process
     ALWAYS = "always"
     NEVER = "never"
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def is_builtin(kind: str, name: str) -> bool:
@@ -72,6 +69,20 @@ def isolated(case: Case, isolation: Isolation, _native: dict[str, bool] | None =
 # ------------------------------------------------------------------------------------- plan
 
 _CASE_FIELDS = tuple(f.name for f in dataclasses.fields(Case))
+# What each stored field may hold (JSON types): a damaged meta.json is refused, not run.
+_STR, _INT, _NUM, _NONE = (str,), (int,), (int, float), (type(None),)
+_CASE_TYPES: dict[str, tuple[type, ...]] = {
+    "problem": _STR, "solver": _STR, "device": _STR, "dtype": _STR, "grad_mode": _STR,
+    "kind": _STR, "batch": _INT, "rtol": _NUM + _NONE, "atol": _NUM + _NONE,
+    "n_steps": _INT + _NONE, "max_steps": _INT + _NONE,
+}
+
+
+def _check_type(where: str, what: str, value: Any, allowed: tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+        raise RunFolderError(f"{where}: {what} is {value!r}, not {names}: the file is damaged; "
+                             "start a new run")
 
 
 def plan_record(cases: list[Case]) -> list[dict[str, Any]]:
@@ -93,6 +104,12 @@ def plan_from_record(items: Any, where: str) -> list[Case]:
                 f"{where}: plan entry {k} has fields this odebench does not know "
                 f"({', '.join(unknown)}); resume it with the odebench that started it"
             )
+        missing = [f for f in _CASE_TYPES if f not in item]
+        if missing:
+            raise RunFolderError(f"{where}: plan entry {k} lacks {', '.join(missing)}: the file "
+                                 "is damaged; start a new run")
+        for name, allowed in _CASE_TYPES.items():
+            _check_type(where, f"plan entry {k}'s {name}", item[name], allowed)
         case = Case(**{key: v for key, v in item.items() if key != "case_id"})
         if case.case_id != item["case_id"]:
             raise RunFolderError(
@@ -100,6 +117,10 @@ def plan_from_record(items: Any, where: str) -> list[Case]:
                 f"{case.case_id!r} in this odebench; resume it with the odebench that started it"
             )
         cases.append(case)
+    ids = [c.case_id for c in cases]
+    if len(set(ids)) != len(ids):
+        raise RunFolderError(f"{where}: the stored plan names a case twice: the file is damaged; "
+                             "start a new run")
     return cases
 
 
@@ -107,9 +128,14 @@ def suite_from_record(data: Any, where: str) -> Suite:
     if not isinstance(data, dict):
         raise RunFolderError(f"{where}: the stored suite is missing")
     try:
-        return Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        suite = Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except TypeError as exc:
         raise RunFolderError(f"{where}: the stored suite cannot be read: {exc}") from None
+    for name in ("min_time", "max_time", "case_timeout"):
+        _check_type(where, f"the suite's {name}", getattr(suite, name), _NUM)
+    for name in ("warmup", "min_repeats"):
+        _check_type(where, f"the suite's {name}", getattr(suite, name), _INT)
+    return suite
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -130,14 +156,21 @@ class RunSettings:
                 "seed": self.seed, "threads": self.threads, "plugins": list(self.plugins)}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> RunSettings:
-        return cls(
-            isolate=Isolation(meta.get("isolate", "auto")),
-            case_memory=meta.get("case_memory_bytes"),
-            seed=int(meta.get("seed", 0)),
-            threads=meta.get("threads"),
-            plugins=tuple(meta.get("plugins", ())),
-        )
+    def from_meta(cls, meta: dict[str, Any], where: str) -> RunSettings:
+        isolate = meta.get("isolate", "auto")
+        if isolate not in set(Isolation):
+            raise RunFolderError(f"{where}: isolate is {isolate!r}, not one of "
+                                 f"{', '.join(Isolation)}: the file is damaged; start a new run")
+        _check_type(where, "case_memory_bytes", meta.get("case_memory_bytes"), _INT + _NONE)
+        _check_type(where, "seed", meta.get("seed", 0), _INT)
+        _check_type(where, "threads", meta.get("threads"), _INT + _NONE)
+        plugins = meta.get("plugins", [])
+        _check_type(where, "plugins", plugins, (list,))
+        for p in plugins:
+            _check_type(where, "a plugin", p, _STR)
+        return cls(isolate=Isolation(isolate), case_memory=meta.get("case_memory_bytes"),
+                   seed=meta.get("seed", 0), threads=meta.get("threads"),
+                   plugins=tuple(plugins))
 
     def worker_config(self) -> WorkerConfig:
         return WorkerConfig(plugins=self.plugins, threads=self.threads,
@@ -193,11 +226,16 @@ def start(plan: Plan, run_dir: Path, command: str, settings: RunSettings,
         raise RunFolderError(f"cannot create run folder {run_dir}: {exc.strerror}") from None
     lock = RunLock(run_dir)
     lock.acquire()
+    try:
+        check_out_dir(run_dir)  # again, now that no other run can start in it
+    except BaseException:
+        lock.release()
+        raise
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_dir.name,
         "command": command,
-        "started_at": now(),
+        "started_at": utc_now(),
         "ended_at": None,
         "complete": False,
         "interrupted": False,
@@ -240,8 +278,8 @@ def reopen(run_dir: Path, command: str) -> Run:
             )
         cases = plan_from_record(meta.get("plan"), where)
         suite = suite_from_record(meta.get("suite"), where)
-        settings = RunSettings.from_meta(meta)
-        warnings = []
+        settings = RunSettings.from_meta(meta, where)
+        warnings = [f"{w}" for w in registry.discover(list(settings.plugins))]
         cut = drop_torn_tail(run_dir)
         if cut is not None:
             warnings.append(f"{run_dir / 'results.jsonl'} line {cut.line_no}: an incomplete "
@@ -258,7 +296,9 @@ def reopen(run_dir: Path, command: str) -> Run:
     except BaseException:
         lock.release()
         raise
-    meta.setdefault("resumes", []).append({"command": command, "started_at": now(),
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    meta.setdefault("resumes", []).append({"command": command, "started_at": utc_now(),
                                            "ended_at": None, "n_to_go": len(planned - done),
                                            "environment": capture()})
     run = Run(run_dir=run_dir, meta=meta, suite=suite, cases=cases, settings=settings,
@@ -273,13 +313,13 @@ class Outcome:
     to_go: int  # planned cases without a row when it started
     interrupted_by: str | None  # the signal's name, if a signal stopped it
     workers_started: int = 0
+    error: str | None = None  # why the run stopped early, other than a signal
 
 
 Progress = Callable[[int, int, Case | None, float], None]
 
 
-def execute(run: Run, progress: Progress | None = None,
-            on_worker: Callable[[Worker], None] | None = None) -> Outcome:
+def execute(run: Run, progress: Progress | None = None) -> Outcome:
     """Run every planned case of ``run`` that has no row, appending rows as cases end.
 
     A KeyboardInterrupt (Ctrl-C, or SIGTERM through :mod:`harness.signals`) drops the case in
@@ -290,42 +330,46 @@ def execute(run: Run, progress: Progress | None = None,
     todo = run.todo
     problems = ProblemCache()
     worker = Worker(run.settings.worker_config())
-    if on_worker:
-        on_worker(worker)
     done = 0
     interrupted_by = None
     t0 = time.perf_counter()
     timeout = run.suite.case_timeout
     native: dict[str, bool] = {}
+    error = None
     with ResultsWriter(run.run_dir) as writer, worker:
         try:
             for i, case in enumerate(todo):
+                signals.raise_if_requested()
                 if progress:
                     progress(i, len(todo), case, time.perf_counter() - t0)
                 if isolated(case, run.settings.isolate, native):
-                    try:
-                        row = worker.run(case, run.suite, timeout)
-                    except WorkerStartError as exc:
-                        from harness.runner import _error_row
-                        from solvers.base import Status
-
-                        row = _error_row(case, Status.CRASHED, str(exc), now(), 0.0)
+                    row = worker.run(case, run.suite, timeout)
                 else:
                     row = run_case(case, problems, run.suite, seed=run.settings.seed)
-                writer.write(row)
+                try:
+                    writer.write(row)
+                except OSError as exc:
+                    raise RunFolderError(
+                        f"cannot write {run.run_dir / 'results.jsonl'}: {exc.strerror}; "
+                        f"make room, then continue with: python -m harness run --resume "
+                        f"{run.run_dir}"
+                    ) from None
                 done += 1
         except KeyboardInterrupt as exc:
             interrupted_by = exc.name if isinstance(exc, RunInterrupted) else "SIGINT"
+        except WorkerStartError as exc:  # every later isolated case would fail the same way
+            error = f"{exc}; the run stopped (continue with: python -m harness run --resume " \
+                    f"{run.run_dir})"
     if progress:
         progress(done, len(todo), None, time.perf_counter() - t0)
     return Outcome(done=done, to_go=len(todo), interrupted_by=interrupted_by,
-                   workers_started=worker.started)
+                   workers_started=worker.started, error=error)
 
 
 def finish(run: Run, outcome: Outcome) -> int:
     """Record how this invocation ended in meta.json; returns how many planned cases still
     have no row."""
-    ended = now()
+    ended = utc_now()
     rows = {r["case_id"] for r in read_results(run.run_dir).rows}
     complete = all(c.case_id in rows for c in run.cases)
     run.meta.update(ended_at=ended, complete=complete,

@@ -18,6 +18,21 @@ from collections.abc import Callable, Iterator
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
+_requested: list[int] = []  # the first signal of the active `graceful` block, if one came
+
+
+def requested() -> int | None:
+    """The signal that asked the run to stop, if one did (inside :func:`graceful`)."""
+    return _requested[0] if _requested else None
+
+
+def raise_if_requested() -> None:
+    """Raise :class:`RunInterrupted` if a signal came, e.g. one that a solver's own ``except``
+    swallowed (f2py turns a KeyboardInterrupt in its callback into a SystemError): the case
+    is then dropped like any case in flight, never written as an error row."""
+    if _requested:
+        raise RunInterrupted(_requested[0])
+
 
 class RunInterrupted(KeyboardInterrupt):
     """The run was asked to stop by ``signum``."""
@@ -32,10 +47,13 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 class Interrupts:
-    """What the handlers saw: the first signal (None until one arrives)."""
+    """What the handlers saw: the first signal (None until one arrives). Once the cases are
+    done, ``raising = False`` makes a first signal only recorded, so that the run's last
+    writes (meta.json, the report) are not cut short."""
 
     def __init__(self) -> None:
         self.first: int | None = None
+        self.raising = True
 
     @property
     def name(self) -> str | None:
@@ -61,7 +79,8 @@ def graceful(on_second: Callable[[], None] = lambda: None) -> Iterator[Interrupt
         nonlocal raised
         if state.first is None:
             state.first = signum
-        if not raised:  # a second signal is the watcher's: it ends the process
+            _requested.append(signum)
+        if not raised and state.raising:  # a second signal is the watcher's: it ends it all
             raised = True
             raise RunInterrupted(signum)
 
@@ -85,6 +104,7 @@ def graceful(on_second: Callable[[], None] = lambda: None) -> Iterator[Interrupt
                 count += 1
                 if state.first is None:
                     state.first = signum
+                    _requested.append(signum)
                 if count >= 2:
                     with contextlib.suppress(Exception):
                         on_second()
@@ -98,9 +118,11 @@ def graceful(on_second: Callable[[], None] = lambda: None) -> Iterator[Interrupt
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     watcher = threading.Thread(target=watch, name="odebench-signals", daemon=True)
     watcher.start()
+    _requested.clear()
     try:
         yield state
     finally:
+        _requested.clear()
         signal.set_wakeup_fd(old_fd)
         for s, h in old.items():
             signal.signal(s, h)

@@ -12,22 +12,25 @@ Workers start from a fork server that has imported torch and the harness once
 (``multiprocessing``'s ``forkserver`` context), so a new worker after a crash costs a fork,
 not a fresh interpreter. The parent keeps the time budget: it waits for the row on the pipe
 and the worker's death at once, and kills the worker (SIGKILL) at the budget. A worker ignores
-SIGINT (Ctrl-C reaches the whole process group; the run decides) and dies with its parent
-(``PR_SET_PDEATHSIG`` on Linux).
+SIGINT and SIGTERM (a signal to the whole process group is the run's to handle) and ends
+itself when the run's process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
+import dataclasses
+import enum
 import multiprocessing as mp
+import os
 import signal
-import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from harness.measure.nfe import budget_message
 from harness.suite import Case, Suite
 from solvers.base import Status
 
@@ -36,8 +39,31 @@ _PRELOAD = ["harness.worker_main"]
 _START_TIMEOUT_S = 300.0  # a worker that cannot load its plugins in this long is broken
 
 
+MIN_MEMORY = 512 * 2**20  # a worker's limit below this cannot even import torch's problems
+
+
 class WorkerStartError(RuntimeError):
-    """A worker could not start (its plugins failed to load, or it died at once)."""
+    """A worker could not start (its plugins failed to load, or it died at once): the run stops,
+    since every later isolated case would fail the same way."""
+
+
+class Msg(enum.StrEnum):
+    """What a worker sends the run: ``(Msg, payload)``."""
+
+    READY = "ready"  # set up; payload None
+    SETUP_FAILED = "setup_failed"  # payload: the error's message
+    ROW = "row"  # payload: a case's result row
+
+
+# The pids of the live workers of this process, for a second signal to kill at once.
+LIVE: set[int] = set()
+
+
+def kill_all() -> None:
+    """SIGKILL every live worker of this process (a second signal: stop at once)."""
+    for pid in list(LIVE):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def parse_size(text: str) -> int:
@@ -71,9 +97,9 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def death_message(exitcode: int | None, memory_limit: int | None) -> tuple[Status, str]:
-    """The status and message of a case whose worker died with ``exitcode`` (negative: killed
-    by that signal, as multiprocessing reports it)."""
+def death_message(exitcode: int | None, memory_limit: int | None) -> str:
+    """Why a case's worker died, from its ``exitcode`` (negative: killed by that signal, as
+    multiprocessing reports it); the case's status is ``crashed``."""
     if exitcode is not None and exitcode < 0:
         name = _signal_name(-exitcode)
         why = f"the worker process running the case was killed by {name}"
@@ -83,8 +109,8 @@ def death_message(exitcode: int | None, memory_limit: int | None) -> tuple[Statu
             why += " (a segmentation fault)"
         elif -exitcode == signal.SIGABRT and memory_limit:
             why += f" (an abort: an allocation past --case-memory {fmt_size(memory_limit)}?)"
-        return Status.CRASHED, why
-    return Status.CRASHED, f"the worker process running the case exited with code {exitcode}"
+        return why
+    return f"the worker process running the case exited with code {exitcode}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,7 @@ class WorkerConfig:
     threads: int | None = None
     memory_limit: int | None = None  # bytes of RLIMIT_DATA, None for no limit
     seed: int = 0
+    run_pid: int = 0  # the run's process: a worker ends itself when it is gone
 
 
 class Worker:
@@ -117,64 +144,66 @@ class Worker:
         from harness import worker_main
 
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=worker_main.serve, args=(child, self.config),
+        config = dataclasses.replace(self.config, run_pid=os.getpid())
+        proc = self._ctx.Process(target=worker_main.serve, args=(child, config),
                                  name="odebench-worker", daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        LIVE.add(proc.pid)
         self.started += 1
         ready = wait([parent, proc.sentinel], timeout=_START_TIMEOUT_S)
+        kind, payload = None, None
         if parent in ready:
-            try:
+            with contextlib.suppress(EOFError, OSError):
                 kind, payload = parent.recv()
-            except (EOFError, OSError):
-                kind, payload = "died", None
-            if kind == "ready":
-                return
-            self.kill()
-            if kind == "setup_failed":
-                raise WorkerStartError(f"a worker process could not start: {payload}")
+        if kind == Msg.READY:
+            return
+        if kind != Msg.SETUP_FAILED:
+            proc.join(5)
+            payload = (death_message(proc.exitcode, self.config.memory_limit) if ready else
+                       f"it was not ready after {_START_TIMEOUT_S:g} s")
         self.kill()
-        _, why = death_message(proc.exitcode, self.config.memory_limit)
-        raise WorkerStartError(f"a worker process did not start: {why}")
+        raise WorkerStartError(f"a worker process could not start: {payload}")
 
     def run(self, case: Case, suite: Suite, timeout: float | None) -> dict[str, Any]:
         """The row of ``case``, run in the worker (started if there is none)."""
-        if self._proc is None or not self._proc.is_alive():
+        from harness.runner import error_row, utc_now
+
+        if self._proc is None or self._conn is None or not self._proc.is_alive():
             self.kill()
             self._start()
-        assert self._conn is not None
-        started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        conn, proc = self._conn, self._proc
+        if conn is None or proc is None:  # pragma: no cover - _start raises instead
+            raise WorkerStartError("a worker process could not start")
+        started = utc_now()
         t0 = time.perf_counter()
-        try:
-            self._conn.send((case, suite))
-        except (BrokenPipeError, OSError):
-            pass  # it died between cases: its sentinel says so below
+        with contextlib.suppress(OSError):  # it died between cases: its sentinel says so
+            conn.send((case, suite))
         budget = timeout if timeout and timeout > 0 else None
-        ready = wait([self._conn, self._proc.sentinel], timeout=budget)
+        ready = wait([conn, proc.sentinel], timeout=budget)
         wall = time.perf_counter() - t0
-        if self._conn in ready:
-            try:
-                kind, payload = self._conn.recv()
-            except (EOFError, OSError):
-                kind, payload = "died", None
-            if kind == "row":
+        if conn in ready:
+            kind, payload = None, None
+            with contextlib.suppress(EOFError, OSError):
+                kind, payload = conn.recv()
+            if kind == Msg.ROW:
                 if payload.get("status") == str(Status.OUT_OF_MEMORY):
                     self.kill()  # a fresh heap for the next case
                 return payload
-        if not ready:  # the budget ran out
+        if not ready:  # the budget ran out: the worker cannot answer for a later case
             self.kill()
-            return _row(case, Status.TIMEOUT,
-                        f"the case ran past its time budget of {budget:g} s; its worker "
-                        "process was killed", started, wall)
-        self._proc.join(5)
-        status, why = death_message(self._proc.exitcode, self.config.memory_limit)
+            return error_row(case, Status.TIMEOUT, budget_message(budget, killed=True),
+                             started, wall)
+        proc.join(5)
+        why = death_message(proc.exitcode, self.config.memory_limit)
         self.kill()
-        return _row(case, status, why, started, wall)
+        return error_row(case, Status.CRASHED, why, started, wall)
 
     def kill(self) -> None:
         """End the worker now (SIGKILL) and forget it."""
         if self._proc is not None:
+            LIVE.discard(self._proc.pid)
             with contextlib.suppress(Exception):
                 self._proc.kill()
                 self._proc.join(5)
@@ -200,18 +229,33 @@ class Worker:
         self.close()
 
 
-def _row(case: Case, status: Status, message: str, started: str, wall: float) -> dict[str, Any]:
-    from harness.runner import _error_row
+def die_with_run(run_pid: int) -> None:
+    """End this worker as soon as the run's process is gone (killed with -9, say).
 
-    return _error_row(case, status, message, started, wall)
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
+    A worker's parent is the fork server, not the run, and the fork server outlives the run
+    while any worker holds its pipe; so the worker watches the run itself: a pidfd where Linux
+    has one, else a poll every half second.
+    """
+    if run_pid <= 0:
         return
-    import ctypes
 
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(run_pid)
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            import select
+
+            select.select([fd], [], [])  # readable when the process ends
+            os._exit(1)
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(run_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:
+                pass
+
+    threading.Thread(target=watch, name="odebench-run-watch", daemon=True).start()

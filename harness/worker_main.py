@@ -14,18 +14,18 @@ import torch
 
 from harness import registry
 from harness.runner import ProblemCache, _message, run_case
+from harness.worker import Msg, WorkerConfig, die_with_run
 
 registry.load_builtins()
 
 
-def serve(conn: Connection, config) -> None:
+def serve(conn: Connection, config: WorkerConfig) -> None:
     """Load the run's plugins, apply its thread count and memory limit, then answer each
-    ``(case, suite)`` with ``("row", row)`` until ``None`` or the pipe closes."""
-    from harness.worker import die_with_parent
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent()
+    ``(case, suite)`` with ``(Msg.ROW, row)`` until ``None`` or the pipe closes."""
+    # Ctrl-C and SIGTERM reach the whole process group: the run handles them, and kills us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_run(config.run_pid)
     try:
         if config.memory_limit:
             resource.setrlimit(resource.RLIMIT_DATA, (config.memory_limit, config.memory_limit))
@@ -34,9 +34,9 @@ def serve(conn: Connection, config) -> None:
         for warning in registry.discover(list(config.plugins)):
             del warning  # the run's process has shown these already
     except BaseException as exc:  # noqa: BLE001 - reported to the run, which stops
-        conn.send(("setup_failed", _message(exc)))
+        conn.send((Msg.SETUP_FAILED, _message(exc)))
         return
-    conn.send(("ready", None))
+    conn.send((Msg.READY, None))
     problems = ProblemCache()
     while True:
         try:
@@ -47,4 +47,4 @@ def serve(conn: Connection, config) -> None:
             return
         case, suite = msg
         row = run_case(case, problems, suite, seed=config.seed, timeout=0)
-        conn.send(("row", row))
+        conn.send((Msg.ROW, row))

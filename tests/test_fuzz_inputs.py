@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import cli, registry
-from harness.suite import BUILTIN_SUITES, GRAD_MODES, SuiteError, expand, load_toml
+from harness.suite import BUILTIN_SUITES, GRAD_MODES, SuiteError, expand
+from harness.suite_file import load_toml
 
 registry.discover()
 SOLVERS = registry.SOLVERS.names()

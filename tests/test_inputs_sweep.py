@@ -18,10 +18,9 @@ from harness.suite import (
     Suite,
     SuiteError,
     expand,
-    load_suite,
-    load_toml,
     override,
 )
+from harness.suite_file import load_suite, load_toml
 
 TAGS = {
     "linear": frozenset({"nonstiff", "exact"}),

@@ -122,3 +122,47 @@ def test_a_second_signal_stops_a_run_hung_inside_a_c_call_at_once(tmp_path):
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert "again: stopping at once" in err
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc (parents by their ppid)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_the_run_takes_its_hung_worker_with_it(tmp_path):
+    out = tmp_path / "run"
+    proc = _start("--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+                  "--solvers", "deadlock", "--isolate", "--out", str(out), "--quiet")
+    t0 = time.monotonic()
+    below: set[int] = set()
+    while len(below) < 3 and time.monotonic() - t0 < 120:  # tracker, fork server, worker
+        time.sleep(0.2)
+        below = _descendants(proc.pid)
+    assert len(below) >= 3, below
+    time.sleep(1.0)  # the worker is inside the deadlock
+    proc.kill()
+    proc.communicate()
+    t0 = time.monotonic()
+    while any(_alive(p) for p in below) and time.monotonic() - t0 < 15:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in below), [p for p in below if _alive(p)]

@@ -24,6 +24,12 @@ class CaseTimeout(BaseException):
     Exception`` cannot swallow it)."""
 
 
+def budget_message(seconds: float | None, killed: bool = False) -> str:
+    """The message of a case that ran past its time budget."""
+    text = f"the case ran past its time budget of {seconds:g} s"
+    return text + ("; its worker process was killed" if killed else "")
+
+
 class Deadline:
     """A point in ``time.monotonic()`` after which a case stops; ``expired`` records that it
     fired, whatever the exception became on its way out (autograd may wrap it)."""
@@ -36,7 +42,7 @@ class Deadline:
     def check(self) -> None:
         if self.at is not None and time.monotonic() > self.at:
             self.expired = True
-            raise CaseTimeout(f"the case ran past its time budget of {self.seconds:g} s")
+            raise CaseTimeout(budget_message(self.seconds))
 
 
 class CountingRHS:
