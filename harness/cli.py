@@ -29,6 +29,7 @@ from harness.results import (
     schema_markdown,
     write_csv,
 )
+from harness.runner import native_loop
 from harness.session import Isolation, RunSettings
 from harness.signals import graceful
 from harness.suite import (
@@ -478,6 +479,12 @@ def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
               f"problems, {len(solvers)} solvers; suite {run.suite.name!r}; "
               f"{session.describe_settings(run.settings)}), run folder {run.run_dir}",
               file=sys.stderr)
+        if run.settings.isolate is Isolation.NEVER:
+            native = sorted({c.solver for c in todo if native_loop(c.solver)})
+            if native:
+                print(f"warning: {', '.join(native)} run their loop in native code, which "
+                      "--case-timeout cannot stop in this process (--no-isolate)",
+                      file=sys.stderr)
         outcome = session.execute(run, progress=Progress(not args.quiet))
         interrupts.raising = False  # from here a first signal is only recorded
         if outcome.interrupted_by is None and interrupts.first is not None:

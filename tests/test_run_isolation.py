@@ -166,3 +166,20 @@ def test_kill_9_of_the_run_takes_its_hung_worker_with_it(tmp_path):
     while any(_alive(p) for p in below) and time.monotonic() - t0 < 15:
         time.sleep(0.2)
     assert not any(_alive(p) for p in below), [p for p in below if _alive(p)]
+
+
+def test_a_ctrl_c_that_a_solver_swallows_still_ends_the_run_and_drops_the_case(tmp_path):
+    out = tmp_path / "run"
+    proc = _start("--plugin", PLUGIN, "--problems", "linear", "--steps", "16",
+                  "--solvers", "rk4,swallow,euler", "--no-isolate", "--out", str(out),
+                  "--quiet", "--no-report")
+    _wait_for(out / "results.jsonl", "rk4", proc)
+    time.sleep(1.0)  # inside the swallowing sleep by now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    _, df = load_run(out)
+    assert list(df["solver"]) == ["rk4"]  # the swallowed case is dropped, euler never ran
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["interrupted"] is True and meta["complete"] is False
+    assert meta["interrupted_by"] == "SIGINT"

@@ -41,6 +41,11 @@ class Misbehaving(Solver):
             libc.pthread_mutex_lock(mutex)
         elif self.how == "sleep":  # as long as the environment says (default 30 s)
             time.sleep(float(os.environ.get("ODEBENCH_TEST_SLEEP", "30")))
+        elif self.how == "swallow":  # a solver whose own `except` eats Ctrl-C
+            try:
+                time.sleep(float(os.environ.get("ODEBENCH_TEST_SLEEP", "30")))
+            except BaseException:
+                pass
         elif self.how == "hog":
             held = []
             for _ in range(160):  # 50 MiB at a time, 8 GiB at most
@@ -50,7 +55,7 @@ class Misbehaving(Solver):
                         t_reached=float(t[-1]))
 
 
-for _how in ("segfault", "os-exit", "sys-exit", "deadlock", "hog", "sleep"):
+for _how in ("segfault", "os-exit", "sys-exit", "deadlock", "hog", "sleep", "swallow"):
     register_solver(_how)(lambda how=_how: Misbehaving(how))
 
 del torch
