@@ -118,3 +118,21 @@ def test_death_messages_name_the_signal_or_the_exit_code():
         "the worker process running the case was killed by SIGSEGV (a segmentation fault)")
     assert "out-of-memory killer" in death_message(-signal.SIGKILL, None)
     assert "exited with code 3" in death_message(3, None)
+
+
+def test_output_into_a_closed_pipe_is_no_traceback():
+    # `python -m harness show RUN | head`: the reader goes away before the output is written.
+    import os
+    import subprocess
+    import sys
+
+    from cli_runner import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    read, write = os.pipe()
+    os.close(read)  # nobody will read
+    proc = subprocess.run([sys.executable, "-m", "harness", "show", "--schema"], cwd=REPO,
+                          env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 141
+    assert "Traceback" not in proc.stderr
