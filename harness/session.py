@@ -51,7 +51,7 @@ def is_builtin(kind: str, name: str) -> bool:
     return name in reg and reg.get(name).source.startswith("built-in")
 
 
-def isolated(case: Case, isolation: Isolation, _native: dict[str, bool] | None = None) -> bool:
+def isolated(case: Case, isolation: Isolation) -> bool:
     """Whether ``case`` runs in a worker: with ``auto``, a plugin or peer solver or problem,
     or a solver whose loop is native code (``Solver.native_loop``)."""
     if isolation is Isolation.ALWAYS:
@@ -60,10 +60,7 @@ def isolated(case: Case, isolation: Isolation, _native: dict[str, bool] | None =
         return False
     if not (is_builtin("solver", case.solver) and is_builtin("problem", case.problem)):
         return True
-    native = _native if _native is not None else {}
-    if case.solver not in native:
-        native[case.solver] = native_loop(case.solver)
-    return native[case.solver]
+    return native_loop(case.solver)
 
 
 # ------------------------------------------------------------------------------------- plan
@@ -310,9 +307,7 @@ def reopen(run_dir: Path, command: str) -> Run:
 @dataclass
 class Outcome:
     done: int  # cases run in this invocation
-    to_go: int  # planned cases without a row when it started
     interrupted_by: str | None  # the signal's name, if a signal stopped it
-    workers_started: int = 0
     error: str | None = None  # why the run stopped early, other than a signal
 
 
@@ -334,7 +329,6 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
     interrupted_by = None
     t0 = time.perf_counter()
     timeout = run.suite.case_timeout
-    native: dict[str, bool] = {}
     error = None
     with ResultsWriter(run.run_dir) as writer, worker:
         try:
@@ -342,7 +336,7 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
                 signals.raise_if_requested()
                 if progress:
                     progress(i, len(todo), case, time.perf_counter() - t0)
-                if isolated(case, run.settings.isolate, native):
+                if isolated(case, run.settings.isolate):
                     row = worker.run(case, run.suite, timeout)
                 else:
                     row = run_case(case, problems, run.suite, seed=run.settings.seed)
@@ -354,6 +348,7 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
                         f"make room, then continue with: python -m harness run --resume "
                         f"{run.run_dir}"
                     ) from None
+                run.done_ids.add(case.case_id)
                 done += 1
         except KeyboardInterrupt as exc:
             interrupted_by = exc.name if isinstance(exc, RunInterrupted) else "SIGINT"
@@ -362,24 +357,22 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
                     f"{run.run_dir})"
     if progress:
         progress(done, len(todo), None, time.perf_counter() - t0)
-    return Outcome(done=done, to_go=len(todo), interrupted_by=interrupted_by,
-                   workers_started=worker.started, error=error)
+    return Outcome(done=done, interrupted_by=interrupted_by, error=error)
 
 
 def finish(run: Run, outcome: Outcome) -> int:
     """Record how this invocation ended in meta.json; returns how many planned cases still
     have no row."""
     ended = utc_now()
-    rows = {r["case_id"] for r in read_results(run.run_dir).rows}
-    complete = all(c.case_id in rows for c in run.cases)
-    run.meta.update(ended_at=ended, complete=complete,
+    left = len(run.todo)  # done_ids: the rows found on opening, and those written since
+    run.meta.update(ended_at=ended, complete=left == 0,
                     interrupted=outcome.interrupted_by is not None,
                     interrupted_by=outcome.interrupted_by)
     if run.resumed and run.meta.get("resumes"):
         run.meta["resumes"][-1].update(ended_at=ended, done=outcome.done,
                                        interrupted_by=outcome.interrupted_by)
     write_meta(run.run_dir, run.meta)
-    return sum(c.case_id not in rows for c in run.cases)
+    return left
 
 
 def describe_settings(settings: RunSettings) -> str:

@@ -134,11 +134,6 @@ class Worker:
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._proc: Any = None
         self._conn: Connection | None = None
-        self.started = 0  # how many worker processes this run has started
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def _start(self) -> None:
         from harness import worker_main
@@ -151,7 +146,6 @@ class Worker:
         child.close()
         self._proc, self._conn = proc, parent
         LIVE.add(proc.pid)
-        self.started += 1
         ready = wait([parent, proc.sentinel], timeout=_START_TIMEOUT_S)
         kind, payload = None, None
         if parent in ready:
