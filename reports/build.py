@@ -194,8 +194,13 @@ def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str,
                else "no case has finished (the run may still be going, or stopped early)")
         banner.append(tag("p", f"This run has no results: {why}.", class_="banner"))
     elif interrupted:
-        banner.append(tag("p", f"This run was interrupted: the report covers only the {n_total} "
-                               "cases that finished.", class_="banner"))
+        by = f" by {meta['interrupted_by']}" if meta.get("interrupted_by") else ""
+        planned = meta.get("n_cases")
+        of = f" of the {planned} planned" if isinstance(planned, int) and planned > n_total else ""
+        resume = (" python -m harness run --resume RUN_DIR (this run's folder) continues it."
+                  if meta.get("plan") else "")
+        banner.append(tag("p", f"This run was interrupted{by}: the report covers only the "
+                               f"{n_total}{of} cases that finished.{resume}", class_="banner"))
     if warnings:
         banner.append(_warnings_block(warnings))
     counts = Markup(

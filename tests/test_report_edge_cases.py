@@ -101,6 +101,14 @@ def test_interrupted_run_with_rows_warns_the_report_is_partial(tmp_path: Path) -
     assert "interrupted: the report covers only the 2 cases" in html
 
 
+
+def test_interrupted_run_names_the_signal_the_plan_and_how_to_resume(tmp_path: Path) -> None:
+    meta = {"run_id": "r2", "interrupted": True, "interrupted_by": "SIGTERM", "n_cases": 5,
+            "plan": [{"case_id": "x"}]}
+    html = build(write_run(tmp_path / "r2", meta, [row(), row(n=64)]))
+    assert ("interrupted by SIGTERM: the report covers only the 2 of the 5 planned cases that "
+            "finished. python -m harness run --resume RUN_DIR") in html
+
 def test_run_where_every_case_failed_still_builds(tmp_path: Path) -> None:
     rows = [row(solver="dopri5", status="max_steps", n=None, rtol=r, message="too many steps")
             for r in (1e-3, 1e-6)]
