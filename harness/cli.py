@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--solvers", type=_names, help="comma-separated solver names")
     r.add_argument("--problems", type=_names, help="comma-separated problem names")
     r.add_argument("--tags", type=_names, help="keep problems with any of these tags")
+    r.add_argument("--tasks", type=_names,
+                   help="training tasks (spiral, lotka-volterra, digits, plugins), trained "
+                        "under each solver and gradient mode (cases of kind train)")
+    r.add_argument("--iterations", type=_checked(_positive_int, "a positive integer"),
+                   help="optimiser steps of each trajectory training case (default: the "
+                        "suite's, e.g. 300 for the spiral in the train suite)")
     r.add_argument("--rtol", type=_tolerances, help="tolerance ladder, e.g. 1e-3,1e-6,1e-9")
     r.add_argument("--atol", type=_tolerances,
                    help="absolute tolerances, paired with --rtol (default: each rtol times the "
@@ -185,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads (default: torch's choice, recorded)")
     r.add_argument("--no-report", action="store_true", help="skip writing report.html")
     r.add_argument("--dry-run", action="store_true",
-                   help="check the selection and print the plan's size; run and write nothing")
+                   help="check the selection and print the plan (its size, then one case id "
+                        "per line); run and write nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _RUN_FLAGS.update({a.dest: a.option_strings[0] for a in r._actions if a.option_strings})
@@ -277,6 +284,15 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=None
             print("  ".join("-" * w for w in widths), file=out)
 
 
+def _task_text(entry) -> str:
+    try:
+        task = entry.factory()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin task is listed with its error
+        return f"fails to build: {type(exc).__name__}: {exc}"
+    text = getattr(task, "description", "") or ""
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for w in registry.discover(args.plugin):
         print(f"warning: {w}", file=sys.stderr)
@@ -296,6 +312,10 @@ def cmd_list(args: argparse.Namespace) -> int:
           "{:g}..{:g}".format(*i["t_span"]) if "t_span" in i else "?",
           i.get("ref_kind", "?"), i["source"]] for n, i in problems.items()],
     )
+    print()
+    print(f"Training tasks ({len(registry.TASKS)})")
+    _print_table(["name", "what", "source"],
+                 [[e.name, _task_text(e), e.source] for e in registry.TASKS.entries()])
     for line in registry.unavailable_lines():  # optional plugins whose package is missing
         print(f"\nnote: {line}")
     for note in s_notes + p_notes:
@@ -313,14 +333,26 @@ class Progress:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self._last_line = -1
+        self._state: tuple[int, int, Any, float] | None = None
+
+    def detail(self, text: str) -> None:
+        """How far the running case has got (a training case's iteration), on a terminal."""
+        if self._state is not None and self.tty:
+            self._draw(*self._state, detail=text)
 
     def __call__(self, i: int, n: int, case, elapsed: float) -> None:
+        self._state = (i, n, case, elapsed) if case is not None else None
+        self._draw(i, n, case, elapsed)
+
+    def _draw(self, i: int, n: int, case, elapsed: float, detail: str = "") -> None:
         if not self.enabled or n == 0:
             return
         frac = i / n
         eta = elapsed / i * (n - i) if i else float("nan")
         bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
         what = f"{case.problem} / {case.solver} {case.setting}" if case else "done"
+        if detail:
+            what += f": {detail}"
         eta_s = _fmt_duration(eta) if math.isfinite(eta) else "?"
         line = f"[{bar}] {i}/{n} {frac:4.0%}  ETA {eta_s}  {what}"
         if self.tty:
@@ -362,6 +394,9 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
         max_steps=args.max_steps,
         min_time=args.min_time,
         case_timeout=args.case_timeout,
+        train_timeout=args.case_timeout,
+        tasks=args.tasks,
+        iterations=args.iterations,
     )
 
 
@@ -432,7 +467,8 @@ def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
     suite = _suite_from_args(args)
     problem_tags, problem_info, p_notes = _problem_table()
     filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
-                      grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes)
+                      grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes,
+                      tasks=args.tasks)
     scales = {n: (i["atol"], i["rtol"]) for n, i in problem_info.items() if "atol" in i}
     plan = expand(suite, problem_tags, filters, scales)
     for note in p_notes + plan.notes:
@@ -450,8 +486,14 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, A
     settings, suite, plan, problem_info = _plan_new(args, argv)
     if args.dry_run:
         n = len(plan.cases)
+        kinds: dict[str, int] = {}
+        for c in plan.cases:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        by_kind = ", ".join(f"{k} {kind}" for kind, k in kinds.items())
         print(f"{n} case{'s' if n != 1 else ''}: {len(plan.problems)} problem(s), "
-              f"{len(plan.solvers)} solver(s), suite {suite.name!r}; nothing run")
+              f"{len(plan.solvers)} solver(s), suite {suite.name!r}; nothing run ({by_kind})")
+        for c in plan.cases:
+            print(c.case_id)
         return 0
     run_dir = args.out or Path("runs") / _new_run_id(suite)
     session.check_out_dir(run_dir)
@@ -518,9 +560,44 @@ def _build_report(run_dir: Path) -> Path:
     return build_report(run_dir)
 
 
+def _num(value: Any, spec: str, scale: float = 1.0) -> str:
+    try:
+        v = float(value) * scale
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else format(v, spec)
+
+
+def _print_training(df) -> None:
+    """One line per training case: how far it got, its losses, its cost per iteration."""
+    rows = []
+    df = df.astype(object).where(df.notna(), None)
+    for _, r in df.iterrows():
+        reached = f"{_num(r['iteration_reached'], '.0f')}/{_num(r['iterations'], '.0f')}"
+        quality = (f"test err {_num(r['test_error'], '.2f', 100)}%"
+                   if r.get("model") in ("mlp", "resnet", "odenet")
+                   else f"val err {_num(r['val_err'], '.3g')}")
+        rows.append([
+            r["problem"], r["model"] if r["model"] not in ("", "ode", None) else "",
+            r["solver"], r["grad_mode"], r["status"], reached,
+            f"{_num(r['loss_first'], '.3g')} -> {_num(r['loss_final'], '.3g')}", quality,
+            _num(r["time_iter_median_s"], ".1f", 1000),
+            f"{_num(r['nfe_iter_median'], '.0f')} / {_num(r['nfe_backward_iter_median'], '.0f')}",
+        ])
+    print()
+    _print_table(["task", "model", "solver", "mode", "status", "iterations", "loss",
+                  "quality", "ms/iter", "NFE fwd/bwd per iter"], rows)
+
+
 def _print_summary(df) -> None:
     if df.empty:
         print("no finished cases")
+        return
+    train = df[df["kind"] == "train"]
+    df = df[df["kind"] != "train"]
+    if not train.empty:
+        _print_training(train)
+    if df.empty:
         return
     rows = []
     for solver, g in df.groupby("solver", sort=True):

@@ -21,6 +21,7 @@ from typing import Any
 
 SOLVER_GROUP = "odebench.solvers"
 PROBLEM_GROUP = "odebench.problems"
+TASK_GROUP = "odebench.tasks"
 
 
 class RegistryError(Exception):
@@ -56,7 +57,7 @@ def _source_of(obj: Any) -> str:
         return _current_source[-1]
     module = getattr(obj, "__module__", None) or "?"
     top = module.split(".")[0]
-    if top in ("solvers", "problems"):
+    if top in ("solvers", "problems", "training"):
         return f"built-in ({module})"
     try:
         where = inspect.getsourcefile(obj) or module
@@ -139,6 +140,7 @@ class Registry:
 
 SOLVERS = Registry("solver")
 PROBLEMS = Registry("problem")
+TASKS = Registry("task")  # training tasks: () -> training.tasks.Task (or a Table-1 task)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,17 @@ def register_solver(name: str) -> Callable:
     return deco
 
 
+def register_task(name: str) -> Callable:
+    """Register a training task: a zero-argument factory returning a ``training.tasks.Task``
+    (what to fit, with which model, data, optimiser and iterations)."""
+
+    def deco(factory: Callable) -> Callable:
+        TASKS.add(name, factory)
+        return factory
+
+    return deco
+
+
 def register_problem(name: str) -> Callable:
     """Register ``build(dtype, device) -> Problem``."""
 
@@ -200,6 +213,7 @@ def load_builtins() -> None:
     _builtins_loaded = True
     importlib.import_module("solvers.builtin")
     importlib.import_module("problems.builtin")
+    importlib.import_module("training.builtin")
 
 
 def load_entry_points() -> list[str]:
@@ -209,7 +223,7 @@ def load_entry_points() -> list[str]:
     if _entry_points_loaded:
         return warnings
     _entry_points_loaded = True
-    for group in (SOLVER_GROUP, PROBLEM_GROUP):
+    for group in (SOLVER_GROUP, PROBLEM_GROUP, TASK_GROUP):
         for ep in entry_points(group=group):
             source = f"entry point {ep.name} = {ep.value} ({group}, {_dist_name(ep)})"
             try:
@@ -232,7 +246,7 @@ def _register_loaded(group: str, name: str, obj: Any, source: str) -> None:
     """An entry point may name a module (that registers itself) or the object to register."""
     if inspect.ismodule(obj):
         return
-    registry = SOLVERS if group == SOLVER_GROUP else PROBLEMS
+    registry = {SOLVER_GROUP: SOLVERS, PROBLEM_GROUP: PROBLEMS, TASK_GROUP: TASKS}[group]
     if name in registry and registry.get(name).factory is obj:
         return
     registry.add(name, obj, source)
@@ -294,3 +308,7 @@ def build_problem(name: str, dtype=None, device=None):
     import torch
 
     return PROBLEMS.get(name).factory(dtype or torch.float64, device or "cpu")
+
+
+def make_task(name: str):
+    return TASKS.get(name).factory()

@@ -108,6 +108,46 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_backward_median_s", "float64", "s", "median wall time of the backward pass"),
     Column("time_forward_iqr_s", "float64", "s", "interquartile range of the forward time"),
     Column("time_backward_iqr_s", "float64", "s", "interquartile range of the backward time"),
+    # training cases (kind = train): the totals over the training run are in nfe, nfe_backward
+    # (summed over iterations), mem_saved_bytes (the peak of the probed iterations), n_params
+    Column("task", "string", "", "training task (kind train); problem holds the same name"),
+    Column("model", "string", "", "trained model: ode (a neural ODE's field); Table 1: mlp | "
+           "resnet | odenet"),
+    Column("iterations", "Int64", "", "optimiser steps planned"),
+    Column("iteration_reached", "Int64", "", "optimiser steps completed (the planned number "
+           "when ok; where a failing solver stopped training otherwise)"),
+    Column("epochs", "Int64", "", "passes over the training set (Table 1)"),
+    Column("loss_first", "float64", "", "training loss of the first iteration (untrained)"),
+    Column("loss_final", "float64", "", "training loss of the last iteration"),
+    Column("loss_best", "float64", "", "lowest training loss of any iteration"),
+    Column("val_err", "float64", "", "mean absolute error of the trained model's trajectory "
+           "from y0 over every observation time, solved by the case's solver"),
+    Column("test_error", "float64", "", "classification error on the held-out test set "
+           "(Table 1), a fraction"),
+    Column("target_loss", "float64", "", "the task's target training loss"),
+    Column("iteration_to_target", "Int64", "", "first iteration at which the mean loss of the "
+           "task's last few iterations reached the target (empty: never)"),
+    Column("time_to_target_s", "float64", "s", "training wall time up to that iteration"),
+    Column("time_train_s", "float64", "s", "wall time of all iterations (forward, backward, "
+           "optimiser step)"),
+    Column("time_iter_median_s", "float64", "s", "median wall time of one iteration, over "
+           "those not probed for saved bytes"),
+    Column("time_epoch_s", "float64", "s", "median wall time of one epoch (Table 1)"),
+    Column("nfe_iter_median", "float64", "calls", "median forward NFE per iteration"),
+    Column("nfe_backward_iter_median", "float64", "calls", "median backward NFE per iteration"),
+    Column("saved_bytes_scaling", "object", "", "[[units, saved bytes], ...]: the gradient's "
+           "saved bytes as the blocks or steps grow (Table 1)"),
+    Column("saved_bytes_unit", "string", "", "block | step | NFE: the units of the scaling"),
+    Column("saved_bytes_per_unit", "float64", "bytes", "least-squares slope of saved bytes "
+           "against units"),
+    Column("eval_rtol", "object", "", "tolerance ladder at which the trained field is "
+           "evaluated (Figure 3 a, b)"),
+    Column("eval_nfe", "object", "calls", "forward NFE at each tolerance of eval_rtol"),
+    Column("eval_err", "object", "", "max absolute error at each tolerance, against the trained "
+           "field solved at rtol 1e-10"),
+    Column("eval_time_s", "object", "s", "forward wall time at each tolerance"),
+    Column("records_file", "string", "", "per-iteration records of a training case, a JSON "
+           "lines file relative to the run folder"),
     Column("started_at", "string", "", "ISO time the case started"),
     Column("wall_s", "float64", "s", "wall time of the whole case, measurement included"),
 )
@@ -601,3 +641,67 @@ def schema_markdown() -> str:
     for c in COLUMNS:
         lines.append(f"| `{c.name}` | {c.unit} | {c.meaning} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-iteration records of training cases: RUN_DIR/train/<case file>.jsonl
+
+RECORDS_DIR = "train"
+RECORD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("iteration", "0-based optimiser step"),
+    ("epoch", "pass over the training set (Table 1; absent for trajectory tasks)"),
+    ("loss", "training loss of the minibatch, before the step"),
+    ("nfe_forward", "calls of f in the forward solve (the harness's count)"),
+    ("nfe_backward", "calls of f (or its vector-Jacobian product) in the backward pass"),
+    ("time_forward_s", "wall time of the forward solve and the loss"),
+    ("time_backward_s", "wall time of the backward pass"),
+    ("time_step_s", "wall time of the optimiser step"),
+    ("saved_bytes", "peak bytes autograd saved for backward (null where not probed)"),
+    ("cuda_peak_bytes", "peak CUDA memory of the iteration (null on the CPU)"),
+)
+
+
+def records_name(case_id: str) -> str:
+    """The records file of a case, relative to the run folder: the case id made a file name
+    (``/`` becomes ``__``, anything outside ``[A-Za-z0-9._=,+-]`` becomes ``_``)."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._=,+-]", "_", case_id.replace("/", "__"))
+    return f"{RECORDS_DIR}/{slug}.jsonl"
+
+
+def write_records(run_dir: str | Path, case_id: str, records: list[dict[str, Any]]) -> str:
+    """Write a case's per-iteration records atomically (a temporary file, fsync, rename); returns
+    the name relative to ``run_dir`` that its row's ``records_file`` holds."""
+    name = records_name(case_id)
+    path = Path(run_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    text = "".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in records)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return name
+
+
+def read_records(run_dir: str | Path, records_file: str | None) -> pd.DataFrame:
+    """A training case's per-iteration records as a DataFrame (columns :data:`RECORD_FIELDS`
+    that are present); empty where the case has none or the file is missing."""
+    if not records_file or not isinstance(records_file, str):
+        return pd.DataFrame()
+    path = Path(run_dir) / records_file
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return pd.DataFrame()
+    rows = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            rows.append(value)
+    return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ import statistics
 import sysconfig
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,8 @@ def _base_row(case: Case) -> dict[str, Any]:
         "rtol": case.rtol,
         "atol": case.atol,
         "n_steps_requested": case.n_steps,
-    }
+    } | ({"task": case.problem, "model": case.model or "ode", "iterations": case.iterations,
+          "epochs": case.epochs} if case.kind == "train" else {})
 
 
 def _described(row: dict[str, Any], solver: Solver, problem: Any) -> dict[str, Any]:
@@ -220,11 +222,17 @@ def run_case(
     started = utc_now()
     t_case = time.perf_counter()
     rss_before = rss_peak_bytes()
-    budget = suite.case_timeout if timeout is None else timeout
+    if timeout is not None:
+        budget = timeout
+    else:
+        budget = suite.train_timeout if case.kind == "train" else suite.case_timeout
     deadline = Deadline(None if native_loop(case.solver) else budget)
     seed_case(seed, case.case_id)
     try:
-        row = _run_case(case, problems, suite, deadline)
+        if case.kind == "train":
+            row = _run_train_case(case, deadline, seed)
+        else:
+            row = _run_case(case, problems, suite, deadline)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a case must not end the run (SystemExit too)
@@ -246,6 +254,36 @@ def run_case(
         return error_row(case, Status.TIMEOUT, budget_message(budget), started, row["wall_s"])
     row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
     return row
+
+
+# Where a training case reports how far it has got ("iteration 40/300"): the progress bar of
+# the run's process, or the pipe of a worker (set by whoever runs the case).
+CASE_PROGRESS: list[Callable[[str], None]] = []
+
+
+def _case_progress(text: str) -> None:
+    for hook in CASE_PROGRESS:
+        hook(text)
+
+
+def _run_train_case(case: Case, deadline: Deadline, seed: int) -> dict[str, Any]:
+    """A training case's row; its per-iteration records ride along under ``RECORDS_KEY`` for
+    the run to write next to results.jsonl (:func:`harness.results.write_records`)."""
+    from training.loop import run_train_case
+
+    row = _base_row(case)
+    if case.solver != "none":
+        solver = registry.make_solver(case.solver)
+        row.update(solver_kind=solver.kind, order=solver.order, adaptive=solver.adaptive)
+    fields, records = run_train_case(case, deadline, seed=seed, progress=_case_progress)
+    row.update(fields)
+    row.update(epochs=case.epochs, mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
+               rss_peak_bytes=rss_peak_bytes())
+    row[RECORDS_KEY] = records
+    return row
+
+
+RECORDS_KEY = "_records"
 
 
 def native_loop(name: str) -> bool:

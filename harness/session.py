@@ -33,9 +33,10 @@ from harness.results import (
     load_meta,
     read_results,
     write_meta,
+    write_records,
 )
 from harness.rundir import RunLock
-from harness.runner import ProblemCache, native_loop, run_case, utc_now
+from harness.runner import CASE_PROGRESS, RECORDS_KEY, ProblemCache, native_loop, run_case, utc_now
 from harness.suite import Case, Plan, Suite
 from harness.worker import Worker, WorkerConfig, WorkerStartError, fmt_size
 
@@ -47,7 +48,7 @@ class Isolation(enum.StrEnum):
 
 
 def is_builtin(kind: str, name: str) -> bool:
-    reg = registry.SOLVERS if kind == "solver" else registry.PROBLEMS
+    reg = {"solver": registry.SOLVERS, "problem": registry.PROBLEMS, "task": registry.TASKS}[kind]
     return name in reg and reg.get(name).source.startswith("built-in")
 
 
@@ -58,6 +59,9 @@ def isolated(case: Case, isolation: Isolation) -> bool:
         return True
     if isolation is Isolation.NEVER:
         return False
+    if case.kind == "train":  # a Table-1 baseline has no solver ("none")
+        solver_ok = case.solver == "none" or is_builtin("solver", case.solver)
+        return not (solver_ok and is_builtin("task", case.problem)) or native_loop(case.solver)
     if not (is_builtin("solver", case.solver) and is_builtin("problem", case.problem)):
         return True
     return native_loop(case.solver)
@@ -72,6 +76,10 @@ _CASE_TYPES: dict[str, tuple[type, ...]] = {
     "problem": _STR, "solver": _STR, "device": _STR, "dtype": _STR, "grad_mode": _STR,
     "kind": _STR, "batch": _INT, "rtol": _NUM + _NONE, "atol": _NUM + _NONE,
     "n_steps": _INT + _NONE, "max_steps": _INT + _NONE,
+}
+# fields added since (a plan stored before them has none, and its cases the defaults)
+_CASE_TYPES_LATER: dict[str, tuple[type, ...]] = {
+    "iterations": _INT + _NONE, "epochs": _INT + _NONE, "model": _STR,
 }
 
 
@@ -107,6 +115,9 @@ def plan_from_record(items: Any, where: str) -> list[Case]:
                                  "is damaged; start a new run")
         for name, allowed in _CASE_TYPES.items():
             _check_type(where, f"plan entry {k}'s {name}", item[name], allowed)
+        for name, allowed in _CASE_TYPES_LATER.items():
+            if name in item:
+                _check_type(where, f"plan entry {k}'s {name}", item[name], allowed)
         case = Case(**{key: v for key, v in item.items() if key != "case_id"})
         if case.case_id != item["case_id"]:
             raise RunFolderError(
@@ -336,11 +347,19 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
                 signals.raise_if_requested()
                 if progress:
                     progress(i, len(todo), case, time.perf_counter() - t0)
+                budget = run.suite.train_timeout if case.kind == "train" else timeout
+                detail = None
+                if progress is not None and hasattr(progress, "detail"):
+                    detail = progress.detail
                 if isolated(case, run.settings.isolate):
-                    row = worker.run(case, run.suite, timeout)
+                    row = worker.run(case, run.suite, budget, progress=detail)
                 else:
+                    CASE_PROGRESS[:] = [detail] if detail is not None else []
                     row = run_case(case, problems, run.suite, seed=run.settings.seed)
                 try:
+                    records = row.pop(RECORDS_KEY, None)
+                    if records is not None:
+                        row["records_file"] = write_records(run.run_dir, case.case_id, records)
                     writer.write(row)
                 except OSError as exc:
                     raise RunFolderError(

@@ -54,6 +54,13 @@ class Suite:
     min_repeats: int = 3
     max_time: float = 0.5
     case_timeout: float = 120.0
+    # training (cases of kind "train"): tasks to train, under each solver and gradient mode
+    tasks: tuple[str, ...] = ()
+    task_length: str = "default"  # default | full | quick: which of each task's lengths
+    iterations: int | None = None  # trajectory tasks' optimiser steps (None: task_length's)
+    epochs: int | None = None  # Table 1's epochs (None: task_length's)
+    grad_modes_fixed: tuple[str, ...] | None = None  # fixed-step solvers' (None: grad_modes)
+    train_timeout: float = 900.0  # seconds a training case may take
     source: str = "built-in"
 
 
@@ -66,6 +73,11 @@ DEFAULT_PROBLEMS = (
     "robertson", "vdpol-mu1000", "orego", "mlp", "mlp-hard",
 )
 
+TRAIN_TASKS = ("spiral", "lotka-volterra", "digits")
+# the torch peers take part when they are installed (a built-in suite skips what is not)
+TRAIN_SOLVERS = ("dopri5", "rk4", "euler", "tde-dopri5", "to-dopri5")
+TASK_LENGTHS = ("default", "full", "quick")
+
 BUILTIN_SUITES: dict[str, Suite] = {
     "default": Suite(
         name="default",
@@ -75,16 +87,16 @@ BUILTIN_SUITES: dict[str, Suite] = {
         steps=(32, 64, 128, 256, 512),
         min_time=0.02,
         max_time=0.25,
-        include=("gradients-lite",),
+        include=("gradients-lite", "train-lite"),
         source="built-in suite 'default': a cross-section of the problems (each family; "
         "--tags or --problems choose from all), every solver, tolerances 1e-3, 1e-6, 1e-9, "
-        "32..512 fixed steps, plus the 'gradients-lite' suite",
+        "32..512 fixed steps, plus the 'gradients-lite' and 'train-lite' suites",
     ),
     "full": Suite(
         name="full",
-        include=("gradients",),
+        include=("gradients", "train-full"),
         source="built-in suite 'full': every problem and solver at tolerances 1e-3..1e-10 and "
-        "16..2048 fixed steps, plus the 'gradients' suite",
+        "16..2048 fixed steps, plus the 'gradients' and 'train-full' suites",
     ),
     "gradients": Suite(
         name="gradients",
@@ -112,6 +124,62 @@ BUILTIN_SUITES: dict[str, Suite] = {
         source="built-in suite 'gradients-lite': the 'gradients' suite without its 10,000-step "
         "point (which alone takes about two minutes); this is what the default suite includes",
     ),
+    "train": Suite(
+        name="train",
+        problems=(),
+        tasks=TRAIN_TASKS,
+        solvers=TRAIN_SOLVERS,
+        grad_modes=GRAD_MODES,
+        grad_modes_fixed=("backprop", "adjoint"),
+        rtol=(1e-7,),
+        atol=(1e-9,),
+        steps=(9,),
+        source="built-in suite 'train': neural ODEs trained on the spiral of torchdiffeq's "
+        "ode_demo (300 iterations) and on Lotka-Volterra, dopri5 in the four gradient modes, "
+        "rk4 and euler (one step per observation) in backprop and adjoint, the torch peers "
+        "when installed, at rtol 1e-7, atol 1e-9; plus Table 1 on the 8x8 digits",
+    ),
+    "train-full": Suite(
+        name="train-full",
+        problems=(),
+        tasks=TRAIN_TASKS,
+        task_length="full",
+        solvers=TRAIN_SOLVERS,
+        grad_modes=GRAD_MODES,
+        grad_modes_fixed=("backprop", "adjoint"),
+        rtol=(1e-7,),
+        atol=(1e-9,),
+        steps=(9,),
+        source="built-in suite 'train-full': the 'train' suite at upstream's length (2000 "
+        "iterations) and Table 1's longer training; what 'full' includes",
+    ),
+    "train-lite": Suite(
+        name="train-lite",
+        problems=(),
+        tasks=("spiral", "digits"),
+        iterations=100,
+        solvers=TRAIN_SOLVERS,
+        grad_modes=GRAD_MODES,
+        grad_modes_fixed=("backprop",),
+        rtol=(1e-7,),
+        atol=(1e-9,),
+        steps=(9,),
+        source="built-in suite 'train-lite': the spiral trained for 100 iterations by dopri5 in "
+        "the four modes, rk4 and euler by backprop, the torch peers; and Table 1; what the "
+        "default suite includes",
+    ),
+    "train-quick": Suite(
+        name="train-quick",
+        problems=(),
+        tasks=("spiral",),
+        task_length="quick",
+        solvers=("dopri5",),
+        grad_modes=("adjoint",),
+        rtol=(1e-7,),
+        atol=(1e-9,),
+        source="built-in suite 'train-quick': one tiny training case (the spiral, 5 iterations, "
+        "dopri5 with the adjoint); what the quick suite includes",
+    ),
     "quick": Suite(
         name="quick",
         problems=("linear", "lotka-volterra"),
@@ -122,7 +190,9 @@ BUILTIN_SUITES: dict[str, Suite] = {
         min_time=0.0,
         min_repeats=1,
         max_time=0.2,
-        source="built-in suite 'quick': a smoke test that runs in seconds",
+        include=("train-quick",),
+        source="built-in suite 'quick': a smoke test that runs in seconds, with one tiny "
+        "training case",
     ),
 }
 
@@ -174,6 +244,11 @@ class Case:
     max_steps: int | None = None
     grad_mode: str = "none"
     kind: str = "solve"
+    # training cases (kind "train"): problem is the task's name; iterations (trajectory tasks)
+    # or epochs (Table 1) how long to train; model the architecture (Table 1), "" otherwise
+    iterations: int | None = None
+    epochs: int | None = None
+    model: str = ""
 
     @property
     def case_id(self) -> str:
@@ -184,14 +259,22 @@ class Case:
             setting = f"rtol={self.rtol:.0e},atol={self.atol:.0e}"
         else:
             setting = "default"
-        return (
+        case_id = (
             f"{self.kind}/{self.problem}/{self.solver}/{setting}/"
             f"{self.grad_mode}/{self.dtype}/{self.device}/b{self.batch}"
         )
+        if self.kind == "train":
+            length = f"ep{self.epochs}" if self.epochs is not None else f"it{self.iterations}"
+            case_id += f"/{length}" + (f"/{self.model}" if self.model else "")
+        return case_id
 
     @property
     def setting(self) -> str:
         mode = "" if self.grad_mode == "none" else f" [{self.grad_mode}]"
+        if self.kind == "train":
+            length = (f", {self.epochs} epochs" if self.epochs is not None
+                      else f", {self.iterations} iterations")
+            mode = (f" {self.model}" if self.model else "") + mode + length
         if self.n_steps is not None:
             return f"n_steps={self.n_steps}{mode}"
         if self.rtol is not None:
@@ -283,6 +366,7 @@ class Filters:
     grad_modes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
     dtypes: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
 
 
 def _narrow(given: tuple[str, ...] | None, keep: tuple[str, ...] | None) -> tuple | None:
@@ -317,17 +401,24 @@ def expand(
     origins: dict[str, str] = {c.case_id: "" for c in plan.cases}  # case id -> included suite
     for name in dict.fromkeys(suite.include):
         inc = BUILTIN_SUITES[name]
+        # a selection of problems (and no tasks) leaves the training tasks out
+        picked_problems = (filters.problems is not None or filters.tags is not None)
+        tasks = (() if picked_problems and filters.tasks is None
+                 else _narrow(inc.tasks, filters.tasks))
         narrowed = dataclasses.replace(
             inc,
             solvers=_narrow(inc.solvers, filters.solvers),
             problems=_narrow(inc.problems, filters.problems),
             tags=filters.tags,
             grad_modes=_narrow(inc.grad_modes, filters.grad_modes),
+            grad_modes_fixed=_narrow(inc.grad_modes_fixed, filters.grad_modes),
             devices=filters.devices or inc.devices,
             dtypes=filters.dtypes or inc.dtypes,
+            tasks=tasks or (),
             include=(),
         )
-        if not narrowed.solvers or not narrowed.problems or not narrowed.grad_modes:
+        if (not narrowed.solvers or not (narrowed.problems or narrowed.tasks)
+                or not narrowed.grad_modes):
             continue
         part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales)
         plan.notes.extend(part.notes)
@@ -342,6 +433,7 @@ def expand(
         plan.parts[name] = narrowed
     if not plan.cases:
         raise SuiteError("the selection leaves no case to run")
+    plan.notes = list(dict.fromkeys(plan.notes))
     plan.notes.extend(_check_rtol_precision(plan.cases, origins))
     return plan
 
@@ -449,6 +541,10 @@ def _expand_one(
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
+    if suite.solvers is not None and suite.source.startswith("built-in") and not strict_modes:
+        # a built-in suite may name the peers, which need not be installed
+        suite = dataclasses.replace(
+            suite, solvers=tuple(s for s in suite.solvers if s in registry.SOLVERS))
     if suite.solvers is not None:
         _check_names("solver", suite.solvers, valid_solvers)
     if suite.problems is not None:
@@ -504,8 +600,87 @@ def _expand_one(
                                 for n in suite.steps:
                                     cases.append(Case(**common, n_steps=n))
     cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
+    cases.extend(_train_cases(suite, solvers, strict_modes, notes))
     return Plan(suite=suite, cases=_unique(cases), problems=problems, solvers=solvers,
                 notes=notes)
+
+
+def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,
+                 notes: list[str]) -> list[Case]:
+    """The training cases of ``suite.tasks``: each trajectory task under every solver, setting
+    and gradient mode of the suite (a training case needs a gradient: mode ``none`` is left
+    out); Table 1's rows (:data:`training.digits.TABLE1`), of which those whose solver or mode
+    the suite leaves out are dropped (its baselines without a solver always stay)."""
+    if not suite.tasks:
+        return []
+    from solvers.gradients import check_mode
+    from training.digits import TABLE1, DigitsTask
+
+    _check_names("task", suite.tasks, registry.TASKS.names())
+    if suite.task_length not in TASK_LENGTHS:
+        raise SuiteError(f"task_length must be one of {', '.join(TASK_LENGTHS)}; got "
+                         f"{toml_text(suite.task_length)}")
+    for name in ("iterations", "epochs"):
+        value = getattr(suite, name)
+        if value is not None:
+            _check_counts(name, [value])
+    _check_positive("train_timeout", [suite.train_timeout])
+    if suite.grad_modes_fixed is not None:
+        _check_grad_modes(suite.grad_modes_fixed)
+    builtin = suite.source.startswith("built-in")
+    if builtin:  # a built-in suite names the peers, which may not be installed
+        solvers = [s for s in solvers if s in registry.SOLVERS]
+    pairs = tolerance_pairs(suite)
+    cases: list[Case] = []
+    for task_name in dict.fromkeys(suite.tasks):
+        task = registry.make_task(task_name)
+        common = dict(kind="train", problem=task_name)
+        if isinstance(task, DigitsTask):
+            epochs = suite.epochs or {"default": task.epochs, "full": task.full_epochs,
+                                      "quick": task.quick_epochs}[suite.task_length]
+            for e in TABLE1:
+                if e.solver != "none" and (e.solver not in solvers
+                                           or e.grad_mode not in suite.grad_modes):
+                    continue
+                for device in suite.devices:
+                    for dtype in suite.dtypes:
+                        cases.append(Case(**common, solver=e.solver, model=e.model,
+                                          grad_mode=e.grad_mode, n_steps=e.n_steps,
+                                          rtol=e.rtol, atol=e.atol, epochs=epochs,
+                                          device=device, dtype=dtype, batch=task.batch_size))
+            continue
+        iterations = suite.iterations or {"default": task.iterations,
+                                          "full": task.full_iterations,
+                                          "quick": task.quick_iterations}[suite.task_length]
+        for s in solvers:
+            try:
+                solver = registry.make_solver(s)
+            except Exception as exc:  # noqa: BLE001 - reported by the solve cases already
+                notes.append(f"solver {s!r} failed to construct: {type(exc).__name__}: {exc}")
+                continue
+            modes = suite.grad_modes
+            if not solver.adaptive and suite.grad_modes_fixed is not None:
+                modes = suite.grad_modes_fixed
+            for mode in modes:
+                if mode == "none":
+                    continue
+                try:
+                    check_mode(solver, mode)
+                except ValueError as exc:
+                    if strict_modes and not builtin:
+                        raise SuiteError(str(exc)) from None
+                    if not builtin:  # a built-in suite's matrix skips these by design
+                        notes.append(f"skipped: {exc}")
+                    continue
+                settings = ([dict(rtol=r, atol=a, max_steps=suite.max_steps) for r, a in pairs]
+                            if solver.adaptive else [dict(n_steps=n) for n in suite.steps])
+                for device in suite.devices:
+                    for dtype in suite.dtypes:
+                        for setting in settings:
+                            cases.append(Case(**common, solver=s, grad_mode=mode,
+                                              iterations=iterations, device=device,
+                                              dtype=dtype, batch=task.data.batch, **setting))
+    return cases
 
 
 def _unique(cases: list[Case]) -> list[Case]:

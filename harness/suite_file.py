@@ -20,7 +20,7 @@ from harness.suite import BUILTIN_SUITES, INT_MAX, Suite, SuiteError, toml_text
 
 # the keys of a suite file that select problems or solvers: a file must name one of them, or
 # write `everything = true`, since selecting nothing means every problem with every solver
-_SELECTING = ("problems", "solvers", "tags")
+_SELECTING = ("problems", "solvers", "tags", "tasks")
 
 
 class _BadValue(Exception):
@@ -129,6 +129,13 @@ _TOML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "min_repeats": ("a positive integer", _int_value(1)),
     "max_time": ("a number of seconds >= 0", _float_value(strict=False)),
     "case_timeout": ("a positive number of seconds", _float_value(strict=True)),
+    "tasks": ("a list of training task names, e.g. tasks = [\"spiral\"]", _names_value),
+    "task_length": ("one of \"default\", \"full\", \"quick\"", _name_value),
+    "iterations": ("a positive integer, e.g. iterations = 300", _int_value(1)),
+    "epochs": ("a positive integer, e.g. epochs = 5", _int_value(1)),
+    "grad_modes_fixed": ("a list of gradient modes for fixed-step solvers, e.g. "
+                         "grad_modes_fixed = [\"backprop\"]", _names_value),
+    "train_timeout": ("a positive number of seconds", _float_value(strict=True)),
 }
 
 
@@ -234,4 +241,6 @@ def _suite_from_toml(text: str, path: Path) -> Suite:
             f"suite file {shown}: everything = true means every problem and solver, but the "
             f"file also selects {', '.join(selecting)}; keep one or the other"
         )
+    if "tasks" in values and "problems" not in values and "tags" not in values:
+        values["problems"] = ()  # a training suite: no plain solves unless it names problems
     return Suite(**values)

@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -53,6 +54,7 @@ class Msg(enum.StrEnum):
     READY = "ready"  # set up; payload None
     SETUP_FAILED = "setup_failed"  # payload: the error's message
     ROW = "row"  # payload: a case's result row
+    PROGRESS = "progress"  # payload: how far the case has got, e.g. "iteration 40/300"
 
 
 # The pids of the live workers of this process, for a second signal to kill at once.
@@ -160,8 +162,10 @@ class Worker:
         self.kill()
         raise WorkerStartError(f"a worker process could not start: {payload}")
 
-    def run(self, case: Case, suite: Suite, timeout: float | None) -> dict[str, Any]:
-        """The row of ``case``, run in the worker (started if there is none)."""
+    def run(self, case: Case, suite: Suite, timeout: float | None,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """The row of ``case``, run in the worker (started if there is none); ``progress``
+        gets what the case reports of its progress on the way."""
         from harness.runner import error_row, utc_now
 
         if self._proc is None or self._conn is None or not self._proc.is_alive():
@@ -175,12 +179,20 @@ class Worker:
         with contextlib.suppress(OSError):  # it died between cases: its sentinel says so
             conn.send((case, suite))
         budget = timeout if timeout and timeout > 0 else None
-        ready = wait([conn, proc.sentinel], timeout=budget)
-        wall = time.perf_counter() - t0
-        if conn in ready:
+        while True:
+            left = None if budget is None else max(0.0, budget - (time.perf_counter() - t0))
+            ready = wait([conn, proc.sentinel], timeout=left)
+            if conn not in ready:
+                break
             kind, payload = None, None
             with contextlib.suppress(EOFError, OSError):
                 kind, payload = conn.recv()
+            if kind != Msg.PROGRESS:
+                break
+            if progress is not None:
+                progress(payload)
+        wall = time.perf_counter() - t0
+        if conn in ready:
             if kind == Msg.ROW:
                 if payload.get("status") == str(Status.OUT_OF_MEMORY):
                     self.kill()  # a fresh heap for the next case

@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 import torch
 
 from harness import registry
-from harness.runner import ProblemCache, _message, run_case
+from harness.runner import CASE_PROGRESS, ProblemCache, _message, run_case
 from harness.worker import Msg, WorkerConfig, die_with_run
 
 registry.load_builtins()
@@ -38,6 +38,7 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
         return
     conn.send((Msg.READY, None))
     problems = ProblemCache()
+    CASE_PROGRESS.append(lambda text: conn.send((Msg.PROGRESS, text)))
     while True:
         try:
             msg = conn.recv()
