@@ -2,6 +2,7 @@
 
     python -m problems.make_references            # all
     python -m problems.make_references mlp        # only the named ones
+    python -m problems.make_references mlp-hard   # a problem's name: its file is mlp_hard
     python -m problems.make_references --list     # what would be made
 
 Each family module lists its computed references as ``COMPUTED`` (``ComputedSpec`` records);
@@ -40,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             where = references.path_for(s.name)
             print(f"{s.name}: {s.method} rtol={s.rtol:g} atol={s.atol:g} -> {where}")
         return 0
-    unknown = [n for n in args.names if n not in known]
+    names = [n.replace("-", "_") for n in args.names]  # a problem's name also names its file
+    unknown = [n for n in names if n not in known]
     if unknown:
         print(f"unknown reference(s) {unknown}; valid: {', '.join(known)}", file=sys.stderr)
         return 2
-    for spec in [known[n] for n in args.names] if args.names else specs:
+    for spec in [known[n] for n in names] if names else specs:
         record = references.compute(spec)
         path = references.write(record)
         cc = record["cross_check"]
