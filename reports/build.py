@@ -4,14 +4,15 @@
 never run a solver) and writes ``run_dir/report.html``: one file, CSS and SVG figures inline,
 no JavaScript, no external URL, readable offline and attachable to an issue. Sections, in
 order and by id: ``header``, ``summary``, ``problems`` (one ``problem-<name>`` per problem
-with its work-precision diagrams), ``convergence``, ``gradients``, ``failures``,
+with its work-precision diagrams), ``convergence``, ``gradients``, ``training``, ``failures``,
 ``environment``, ``schema``.
 
 Summary, work-precision and convergence use only plain solves (``kind == "solve"``); the
-gradient cases have their own section (:mod:`reports.gradient_section`). The header and the
-failures table cover every row. Lines of results.jsonl the loader could not use (a torn
-last line, garbage, a repeated case) are listed in a warning block in the header, so nothing
-is left out silently.
+gradient cases have their own section (:mod:`reports.gradient_section`), the training cases
+theirs (:mod:`reports.training`, which also reads each case's per-iteration records from the
+run folder). The header and the failures section cover every row. Lines of results.jsonl the
+loader could not use (a torn last line, garbage, a repeated case) are listed in a warning
+block in the header, so nothing is left out silently.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ from reports.tables import (
     render_table,
     summary_table,
 )
+from reports.training import train_rows, training_failures_table, training_section
 
 TEMPLATES = Path(__file__).parent / "templates"
-SECTION_IDS = ("header", "summary", "problems", "convergence", "gradients", "failures",
-               "environment", "schema")
+SECTION_IDS = ("header", "summary", "problems", "convergence", "gradients", "training",
+               "failures", "environment", "schema")
 
 
 def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
@@ -62,7 +64,8 @@ def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     run = open_run(run_dir)
-    page = render_report(run.meta, run.df, fallback_id=run_dir.name, warnings=run.warnings)
+    page = render_report(run.meta, run.df, fallback_id=run_dir.name, warnings=run.warnings,
+                         run_dir=run_dir)
     out = Path(out) if out is not None else run_dir / REPORT_FILE
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -71,9 +74,11 @@ def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
 
 
 def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = "unknown",
-                  warnings: Sequence[str] = ()) -> str:
-    """The report page as a string (``build_report`` without the file I/O). ``warnings``
-    (what the loader could not read, :attr:`harness.results.Run.warnings`) go in the header."""
+                  warnings: Sequence[str] = (), run_dir: str | Path | None = None) -> str:
+    """The report page as a string (``build_report`` without writing it). ``warnings``
+    (what the loader could not read, :attr:`harness.results.Run.warnings`) go in the header;
+    ``run_dir`` is where the training cases' records files are (None: the Training section
+    leaves their curves out and says so)."""
     df = _with_series(df)
     run_id = fmt.text(meta.get("run_id")) if not fmt.is_missing(meta.get("run_id")) else fallback_id
     ctx = _Context(meta, df)
@@ -83,6 +88,7 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
         _problems(ctx),
         _convergence(ctx),
         gradients_section(df, ctx.figure_prefix),
+        training_section(df, ctx.figure_prefix, run_dir, meta.get("tasks")),
         _failures(df),
         _section("environment", "Environment",
                  [tag("p", "Where and with what this run was measured (from meta.json).",
@@ -100,13 +106,14 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
 
 def _with_series(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with a ``series`` column, labelled within each kind: plain solves as before (a
-    gradient row in the run does not turn ``dopri5`` into ``dopri5 [solve, none]``), gradient
-    and other rows among themselves."""
+    gradient row in the run does not turn ``dopri5`` into ``dopri5 [solve, none]``), training
+    rows among themselves, gradient and other rows among themselves."""
     solve = solve_rows(df)
     if len(solve) == len(df):
         return add_series(df)
-    rest = df.drop(index=solve.index)
-    parts = [add_series(part) for part in (solve, rest) if len(part)]
+    train = train_rows(df)
+    rest = df.drop(index=solve.index.union(train.index))
+    parts = [add_series(part) for part in (solve, train, rest) if len(part)]
     return pd.concat(parts).loc[df.index]
 
 
@@ -114,7 +121,8 @@ class _Context:
     """What several sections share: the rows, the meta tables, figure styles and id counters.
 
     ``df`` holds the plain solves only (what summary, work-precision and convergence draw);
-    ``all_rows`` every row; ``gradient_problems`` the problems with gradient cases.
+    ``all_rows`` every row; ``gradient_problems`` the problems with gradient cases,
+    ``training_tasks`` the tasks with training cases (not listed as problems).
     """
 
     def __init__(self, meta: Mapping[str, Any], all_rows: pd.DataFrame) -> None:
@@ -123,6 +131,7 @@ class _Context:
         df = solve_rows(all_rows)
         self.df = df
         self.gradient_problems = set(gradient_rows(all_rows)["problem"].dropna().astype(str))
+        self.training_tasks = set(train_rows(all_rows)["problem"].dropna().astype(str))
         problems = meta.get("problems")
         self.problems_meta: Mapping[str, Any] = problems if isinstance(problems, Mapping) else {}
         solvers = meta.get("solvers")
@@ -293,6 +302,9 @@ def _problem_block(ctx: _Context, name: str) -> Markup:
     if rows.empty and name in ctx.gradient_problems:
         content.append(tag("p", Markup('Only gradient cases of this problem ran: see '
                                        '<a href="#gradients">Gradients</a>.'), class_="note"))
+    elif rows.empty and name in ctx.training_tasks:
+        content.append(tag("p", Markup('Only training cases of this task ran: see '
+                                       '<a href="#training">Training</a>.'), class_="note"))
     elif rows.empty:
         content.append(tag("p", "No case of this problem finished in this run.", class_="note"))
     elif plotted.empty:
@@ -316,7 +328,10 @@ def _problem_block(ctx: _Context, name: str) -> Markup:
 
 def _problems(ctx: _Context) -> Markup:
     if not ctx.problem_names:
-        return _section("problems", "Problems", [tag("p", "No problems in this run.")])
+        more = (Markup(' The training cases are in <a href="#training">Training</a>.')
+                if ctx.training_tasks else "")
+        return _section("problems", "Problems", [tag("p", join(["No problems in this run.",
+                                                                more], sep=""))])
     intro = tag("p", "For each problem: what it is, where its reference comes from, and the "
                      "work-precision diagrams of every solver that ran on it.", class_="note")
     return _section("problems", "Problems",
@@ -380,9 +395,19 @@ def _convergence(ctx: _Context) -> Markup:
 
 def _failures(df: pd.DataFrame) -> Markup:
     failed = df[df["status"].fillna("missing") != "ok"]
-    note = tag("p", "Every case whose status is not ok. A failure is a result, not a crash: "
-                    "the run went on. t_reached is how far the solve got.", class_="note")
-    return _section("failures", "Failures", [note, failures_table(failed)])
+    train = train_rows(failed)
+    others = failed.drop(index=train.index)
+    text = ("Every case whose status is not ok. A failure is a result, not a crash: "
+            "the run went on. t_reached is how far the solve got.")
+    if len(train):
+        text += (" For a training case, iteration reached is how many optimiser steps it "
+                 "completed before it stopped.")
+    content: list[object] = [tag("p", text, class_="note")]
+    if len(others) or train.empty:
+        content.append(failures_table(others))
+    if len(train):
+        content += [tag("h3", "Training cases"), training_failures_table(train)]
+    return _section("failures", "Failures", content)
 
 
 def _schema() -> Markup:
