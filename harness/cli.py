@@ -9,6 +9,7 @@ exits with code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -284,6 +285,29 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=None
             print("  ".join("-" * w for w in widths), file=out)
 
 
+def _task_info(name: str) -> dict[str, Any]:
+    """What meta.json records of a training task: what it is, where it comes from, and the
+    settings a reader of the report needs (target loss, data, model)."""
+    entry = registry.TASKS.get(name)
+    info: dict[str, Any] = {"source": entry.source}
+    try:
+        task = entry.factory()
+    except Exception as exc:  # noqa: BLE001 - its cases fail and say why
+        info["error"] = f"{type(exc).__name__}: {exc}"
+        return info
+    for key in ("description", "citation", "target_loss", "target_window", "loss"):
+        if hasattr(task, key):
+            info[key] = getattr(task, key)
+    for part in ("data", "model", "optimiser"):
+        value = getattr(task, part, None)
+        if dataclasses.is_dataclass(value):
+            info[part] = dataclasses.asdict(value)
+    system = getattr(task, "system", None)
+    if system is not None:
+        info["system"] = getattr(system, "description", "")
+    return json.loads(json.dumps(info, default=str))
+
+
 def _task_text(entry) -> str:
     try:
         task = entry.factory()
@@ -490,7 +514,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, A
         for c in plan.cases:
             kinds[c.kind] = kinds.get(c.kind, 0) + 1
         by_kind = ", ".join(f"{k} {kind}" for kind, k in kinds.items())
-        print(f"{n} case{'s' if n != 1 else ''}: {len(plan.problems)} problem(s), "
+        tasks = f", {len(plan.tasks)} training task(s)" if plan.tasks else ""
+        print(f"{n} case{'s' if n != 1 else ''}: {len(plan.problems)} problem(s){tasks}, "
               f"{len(plan.solvers)} solver(s), suite {suite.name!r}; nothing run ({by_kind})")
         for c in plan.cases:
             print(c.case_id)
@@ -503,6 +528,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, A
     extra = {
         "problems": {p: problem_info[p] for p in plan.problems},
         "solvers": {s: solver_info.get(s, {}) for s in plan.solvers},
+        "tasks": {t: _task_info(t) for t in plan.tasks},
     }
     with graceful(on_second=kill_all) as interrupts:
         run = session.start(plan, run_dir, _command(argv), settings, extra)
@@ -515,10 +541,12 @@ def _execute(run: session.Run, args: argparse.Namespace, interrupts) -> int:
         for w in run.warnings:
             print(f"warning: {w}", file=sys.stderr)
         todo = run.todo
-        problems = sorted({c.problem for c in run.cases})
-        solvers = sorted({c.solver for c in run.cases})
+        problems = sorted({c.problem for c in run.cases if c.kind != "train"})
+        tasks = sorted({c.problem for c in run.cases if c.kind == "train"})
+        solvers = sorted({c.solver for c in run.cases if c.solver != "none"})
+        trained = f", {len(tasks)} training tasks" if tasks else ""
         print(f"odebench: {len(todo)} of {len(run.cases)} cases to go ({len(problems)} "
-              f"problems, {len(solvers)} solvers; suite {run.suite.name!r}; "
+              f"problems{trained}, {len(solvers)} solvers; suite {run.suite.name!r}; "
               f"{session.describe_settings(run.settings)}), run folder {run.run_dir}",
               file=sys.stderr)
         if run.settings.isolate is Isolation.NEVER:

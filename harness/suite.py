@@ -290,6 +290,7 @@ class Plan:
     solvers: list[str]
     notes: list[str] = field(default_factory=list)
     parts: dict[str, Suite] = field(default_factory=dict)  # included suites, as narrowed
+    tasks: list[str] = field(default_factory=list)  # training tasks
 
 
 def _check_names(kind: str, given: Iterable[str], valid: list[str]) -> None:
@@ -426,8 +427,10 @@ def expand(
             if case.case_id not in origins:
                 origins[case.case_id] = name
                 plan.cases.append(case)
-                if case.problem not in plan.problems:
+                if case.kind != "train" and case.problem not in plan.problems:
                     plan.problems.append(case.problem)
+                if case.kind == "train" and case.problem not in plan.tasks:
+                    plan.tasks.append(case.problem)
                 if case.solver not in plan.solvers:
                     plan.solvers.append(case.solver)
         plan.parts[name] = narrowed
@@ -600,9 +603,10 @@ def _expand_one(
                                 for n in suite.steps:
                                     cases.append(Case(**common, n_steps=n))
     cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
-    cases.extend(_train_cases(suite, solvers, strict_modes, notes))
+    train = _train_cases(suite, solvers, strict_modes, notes)
+    cases.extend(train)
     return Plan(suite=suite, cases=_unique(cases), problems=problems, solvers=solvers,
-                notes=notes)
+                notes=notes, tasks=list(dict.fromkeys(c.problem for c in train)))
 
 
 def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,

@@ -24,9 +24,12 @@ def test_quick_suite_end_to_end(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert last == f"Report: {out / 'report.html'}"
     meta, df = load_run(out)
-    # 2 problems x (2 fixed-step solvers x 4 step counts + 2 adaptive x 2 tolerances)
+    # 2 problems x (2 fixed-step solvers x 4 step counts + 2 adaptive x 2 tolerances), and one
+    # tiny training case
+    assert (df["kind"] == "train").sum() == 1
+    train, df = df[df["kind"] == "train"], df[df["kind"] != "train"]
     assert len(df) == 2 * (2 * 4 + 2 * 2)
-    assert set(df["status"]) == {"ok"}
+    assert set(df["status"]) == {"ok"} and set(train["status"]) == {"ok"}
     assert (df["nfe"] > 0).all() and df["err_max"].notna().all()
     assert (df["nfe"] == df["nfe_solver"]).all()
     assert meta["interrupted"] is False and meta["ended_at"]
