@@ -60,6 +60,7 @@ class Suite:
     iterations: int | None = None  # trajectory tasks' optimiser steps (None: task_length's)
     epochs: int | None = None  # Table 1's epochs (None: task_length's)
     grad_modes_fixed: tuple[str, ...] | None = None  # fixed-step solvers' (None: grad_modes)
+    optional_solvers: tuple[str, ...] = ()  # added to solvers where installed (the peers)
     train_timeout: float = 900.0  # seconds a training case may take
     source: str = "built-in"
 
@@ -75,7 +76,8 @@ DEFAULT_PROBLEMS = (
 
 TRAIN_TASKS = ("spiral", "lotka-volterra", "digits")
 # the torch peers take part when they are installed (a built-in suite skips what is not)
-TRAIN_SOLVERS = ("dopri5", "rk4", "euler", "tde-dopri5", "to-dopri5")
+TRAIN_SOLVERS = ("dopri5", "rk4", "euler")
+TRAIN_PEERS = ("tde-dopri5", "to-dopri5")
 TASK_LENGTHS = ("default", "full", "quick")
 
 BUILTIN_SUITES: dict[str, Suite] = {
@@ -124,11 +126,26 @@ BUILTIN_SUITES: dict[str, Suite] = {
         source="built-in suite 'gradients-lite': the 'gradients' suite without its 10,000-step "
         "point (which alone takes about two minutes); this is what the default suite includes",
     ),
+    "quick": Suite(
+        name="quick",
+        problems=("linear", "lotka-volterra"),
+        solvers=("euler", "rk4", "dopri5", "scipy-rk45"),
+        rtol=(1e-3, 1e-6),
+        steps=(128, 256, 512, 1024),
+        warmup=0,
+        min_time=0.0,
+        min_repeats=1,
+        max_time=0.2,
+        include=("train-quick",),
+        source="built-in suite 'quick': a smoke test that runs in seconds, with one tiny "
+        "training case",
+    ),
     "train": Suite(
         name="train",
         problems=(),
         tasks=TRAIN_TASKS,
         solvers=TRAIN_SOLVERS,
+        optional_solvers=TRAIN_PEERS,
         grad_modes=GRAD_MODES,
         grad_modes_fixed=("backprop", "adjoint"),
         rtol=(1e-7,),
@@ -145,6 +162,7 @@ BUILTIN_SUITES: dict[str, Suite] = {
         tasks=TRAIN_TASKS,
         task_length="full",
         solvers=TRAIN_SOLVERS,
+        optional_solvers=TRAIN_PEERS,
         grad_modes=GRAD_MODES,
         grad_modes_fixed=("backprop", "adjoint"),
         rtol=(1e-7,),
@@ -159,6 +177,7 @@ BUILTIN_SUITES: dict[str, Suite] = {
         tasks=("spiral", "digits"),
         iterations=100,
         solvers=TRAIN_SOLVERS,
+        optional_solvers=TRAIN_PEERS,
         grad_modes=GRAD_MODES,
         grad_modes_fixed=("backprop",),
         rtol=(1e-7,),
@@ -179,20 +198,6 @@ BUILTIN_SUITES: dict[str, Suite] = {
         atol=(1e-9,),
         source="built-in suite 'train-quick': one tiny training case (the spiral, 5 iterations, "
         "dopri5 with the adjoint); what the quick suite includes",
-    ),
-    "quick": Suite(
-        name="quick",
-        problems=("linear", "lotka-volterra"),
-        solvers=("euler", "rk4", "dopri5", "scipy-rk45"),
-        rtol=(1e-3, 1e-6),
-        steps=(128, 256, 512, 1024),
-        warmup=0,
-        min_time=0.0,
-        min_repeats=1,
-        max_time=0.2,
-        include=("train-quick",),
-        source="built-in suite 'quick': a smoke test that runs in seconds, with one tiny "
-        "training case",
     ),
 }
 
@@ -409,6 +414,7 @@ def expand(
         narrowed = dataclasses.replace(
             inc,
             solvers=_narrow(inc.solvers, filters.solvers),
+            optional_solvers=_narrow(inc.optional_solvers, filters.solvers) or (),
             problems=_narrow(inc.problems, filters.problems),
             tags=filters.tags,
             grad_modes=_narrow(inc.grad_modes, filters.grad_modes),
@@ -418,8 +424,8 @@ def expand(
             tasks=tasks or (),
             include=(),
         )
-        if (not narrowed.solvers or not (narrowed.problems or narrowed.tasks)
-                or not narrowed.grad_modes):
+        if (not (narrowed.solvers or narrowed.optional_solvers)
+                or not (narrowed.problems or narrowed.tasks) or not narrowed.grad_modes):
             continue
         part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales)
         plan.notes.extend(part.notes)
@@ -481,7 +487,8 @@ def _check_rtol_precision(cases: list[Case], origins: dict[str, str]) -> list[st
                 parts = sorted({o for r in inherited for o in by_rtol[r]})
                 message += (
                     f"; {_tolerance_list(inherited)} {'comes' if len(inherited) == 1 else 'come'}"
-                    f" from included suite {', '.join(map(repr, parts))}, which --grad none "
+                    f" from included suite{'s' if len(parts) > 1 else ''} "
+                    f"{', '.join(map(repr, parts))}, which --grad none "
                     "leaves out"
                 )
             raise SuiteError(message)
@@ -544,10 +551,11 @@ def _expand_one(
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
-    if suite.solvers is not None and suite.source.startswith("built-in") and not strict_modes:
-        # a built-in suite may name the peers, which need not be installed
-        suite = dataclasses.replace(
-            suite, solvers=tuple(s for s in suite.solvers if s in registry.SOLVERS))
+    if suite.optional_solvers and suite.solvers is not None:
+        # solvers a suite takes where they are installed (the peers), and skips elsewhere
+        extra = tuple(s for s in suite.optional_solvers
+                      if s in registry.SOLVERS and s not in suite.solvers)
+        suite = dataclasses.replace(suite, solvers=suite.solvers + extra, optional_solvers=())
     if suite.solvers is not None:
         _check_names("solver", suite.solvers, valid_solvers)
     if suite.problems is not None:
@@ -632,8 +640,6 @@ def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,
     if suite.grad_modes_fixed is not None:
         _check_grad_modes(suite.grad_modes_fixed)
     builtin = suite.source.startswith("built-in")
-    if builtin:  # a built-in suite names the peers, which may not be installed
-        solvers = [s for s in solvers if s in registry.SOLVERS]
     pairs = tolerance_pairs(suite)
     cases: list[Case] = []
     for task_name in dict.fromkeys(suite.tasks):

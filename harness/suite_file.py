@@ -136,6 +136,8 @@ _TOML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "grad_modes_fixed": ("a list of gradient modes for fixed-step solvers, e.g. "
                          "grad_modes_fixed = [\"backprop\"]", _names_value),
     "train_timeout": ("a positive number of seconds", _float_value(strict=True)),
+    "optional_solvers": ("a list of solver names used where installed, e.g. "
+                         "optional_solvers = [\"tde-dopri5\"]", _names_value),
 }
 
 

@@ -166,7 +166,8 @@ def test_dry_run_warns_of_float32_at_rtol_1e_6(capsys):
          "unknown dtype 'float46' (did you mean 'float64'?); valid dtypes: float32, float64"),
         (Suite("s", solvers=("rk4",), include=("gradient-lite",)),
          "suite 's' includes an unknown suite 'gradient-lite' (did you mean 'gradients-lite'?);"
-         " built-in suites: default, full, gradients, gradients-lite, quick"),
+         " built-in suites: default, full, gradients, gradients-lite, quick, train, train-full,"
+         " train-lite, train-quick"),
         (Suite("s", devices=("cpy",)),
          "unknown device 'cpy' (did you mean 'cpu'?); use cpu, cuda or cuda:N"),
     ],
@@ -195,7 +196,8 @@ def test_a_name_close_to_nothing_gets_only_the_valid_list():
 def test_unknown_suite_name_suggests_a_built_in_one():
     assert _refusal(lambda: load_suite("defualt")) == (
         "unknown suite 'defualt' (did you mean 'default'?); built-in suites: default, full, "
-        "gradients, gradients-lite, quick, or give the path of a .toml file"
+        "gradients, gradients-lite, quick, train, train-full, train-lite, train-quick, or give "
+        "the path of a .toml file"
     )
 
 
@@ -344,7 +346,7 @@ def test_an_included_suites_ladder_says_where_it_comes_from(all_tags):
     assert _refusal(lambda: expand(suite, all_tags, Filters(dtypes=("float32",)))) == (
         "rtol 1e-07, 1e-08 are below float32's machine epsilon (1.2e-07): no solver can meet "
         "them; use rtol >= 1.2e-04 (1000 eps) for float32; 1e-07, 1e-08 come from included "
-        "suite 'gradients-lite', which --grad none leaves out"
+        "suites 'gradients-lite', 'train-lite', which --grad none leaves out"
     )
 
 
@@ -352,8 +354,8 @@ def test_only_the_included_ladders_rtol_gets_the_include_hint(all_tags):
     suite = override(BUILTIN_SUITES["default"], rtol=(1e-3, 1e-8), dtypes=("float32",))
     message = _refusal(lambda: expand(suite, all_tags, Filters(dtypes=("float32",))))
     assert message.startswith("rtol 1e-07, 1e-08 are below float32's machine epsilon")
-    assert message.endswith("; 1e-07 comes from included suite 'gradients-lite', which --grad "
-                            "none leaves out")
+    assert message.endswith("; 1e-07 comes from included suites 'gradients-lite', "
+                            "'train-lite', which --grad none leaves out")
 
 
 @pytest.mark.parametrize("name", list(BUILTIN_SUITES))

@@ -186,7 +186,8 @@ SPIRAL = Task(
     full_iterations=2000,
     quick_iterations=5,
     seed=0,
-    target_loss=0.05,
+    # the 10-iteration mean loss of dopri5 (1e-7, backprop) passes 0.02 near iteration 60
+    target_loss=0.02,
     tags=frozenset({"spiral", "ode-demo"}),
     description="the set-up of torchdiffeq's examples/ode_demo.py: windows of 10 points, "
     "batches of 20, Linear(2, 50)-tanh-Linear(50, 2) on y**3, mean absolute error, "
@@ -217,7 +218,8 @@ LOTKA_VOLTERRA = Task(
     full_iterations=2000,
     quick_iterations=5,
     seed=0,
-    target_loss=0.02,
+    # the 10-iteration mean loss of dopri5 (1e-7, backprop) passes 0.05 near iteration 210
+    target_loss=0.05,
     tags=frozenset({"predator-prey"}),
     description="the Lotka-Volterra system of the problem lotka-volterra, fitted by "
     "Linear(2, 32)-tanh-Linear(32, 2) on y; windows of 10 points, batches of 20, mean "
