@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed for torch and numpy (default 0); each case "
                                             "is seeded from it and its own id")
     r.add_argument("--threads", type=_checked(_positive_int, "a positive integer"),
-                   help="torch intra-op threads (default: torch's choice, recorded)")
+                   help="torch intra-op threads (default: torch's choice, recorded; training "
+                        "cases: 1, or this)")
     r.add_argument("--no-report", action="store_true", help="skip writing report.html")
     r.add_argument("--dry-run", action="store_true",
                    help="check the selection and print the plan (its size, then one case id "
@@ -421,6 +422,7 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
         train_timeout=args.case_timeout,
         tasks=args.tasks,
         iterations=args.iterations,
+        train_threads=args.threads,
     )
 
 

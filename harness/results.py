@@ -146,6 +146,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("eval_err", "object", "", "max absolute error at each tolerance, against the trained "
            "field solved at rtol 1e-10"),
     Column("eval_time_s", "object", "s", "forward wall time at each tolerance"),
+    Column("torch_threads", "Int64", "", "torch intra-op threads the case ran with (training "
+           "cases: the suite's train_threads, 1 by default)"),
     Column("records_file", "string", "", "per-iteration records of a training case, a JSON "
            "lines file relative to the run folder"),
     Column("started_at", "string", "", "ISO time the case started"),

@@ -230,7 +230,7 @@ def run_case(
     seed_case(seed, case.case_id)
     try:
         if case.kind == "train":
-            row = _run_train_case(case, deadline, seed)
+            row = _run_train_case(case, suite, deadline, seed)
         else:
             row = _run_case(case, problems, suite, deadline)
     except KeyboardInterrupt:
@@ -266,16 +266,25 @@ def _case_progress(text: str) -> None:
         hook(text)
 
 
-def _run_train_case(case: Case, deadline: Deadline, seed: int) -> dict[str, Any]:
+def _run_train_case(case: Case, suite: Suite, deadline: Deadline, seed: int
+                    ) -> dict[str, Any]:
     """A training case's row; its per-iteration records ride along under ``RECORDS_KEY`` for
-    the run to write next to results.jsonl (:func:`harness.results.write_records`)."""
+    the run to write next to results.jsonl (:func:`harness.results.write_records`). It runs
+    with the suite's ``train_threads`` torch threads (the run's own count is restored)."""
     from training.loop import run_train_case
 
     row = _base_row(case)
     if case.solver != "none":
         solver = registry.make_solver(case.solver)
         row.update(solver_kind=solver.kind, order=solver.order, adaptive=solver.adaptive)
-    fields, records = run_train_case(case, deadline, seed=seed, progress=_case_progress)
+    threads = torch.get_num_threads()
+    if suite.train_threads:
+        torch.set_num_threads(suite.train_threads)
+    try:
+        row["torch_threads"] = torch.get_num_threads()
+        fields, records = run_train_case(case, deadline, seed=seed, progress=_case_progress)
+    finally:
+        torch.set_num_threads(threads)
     row.update(fields)
     row.update(epochs=case.epochs, mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
                rss_peak_bytes=rss_peak_bytes())

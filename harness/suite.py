@@ -62,6 +62,10 @@ class Suite:
     grad_modes_fixed: tuple[str, ...] | None = None  # fixed-step solvers' (None: grad_modes)
     optional_solvers: tuple[str, ...] = ()  # added to solvers where installed (the peers)
     train_timeout: float = 900.0  # seconds a training case may take
+    # torch intra-op threads of a training case (None: the run's). Their fields are tiny: on
+    # 2 cores one thread is faster, and two processes with two threads each slow each other
+    # down by up to 100x (OpenMP's busy waiting)
+    train_threads: int | None = 1
     source: str = "built-in"
 
 

@@ -100,3 +100,16 @@ def test_a_resumed_training_run_reruns_only_what_has_no_row(tmp_path):
     # the resumed case's losses are those an uninterrupted run gives
     again = read_records(out, df.iloc[1]["records_file"])
     assert len(again) == 3
+
+
+def test_a_task_plugin_trains_through_the_cli(tmp_path):
+    from cli_runner import EXAMPLES
+
+    out = tmp_path / "run"
+    proc = run_cli("run", "--plugin", str(EXAMPLES / "pendulum_task.py"), "--suite", "train",
+                   "--tasks", "pendulum", "--solvers", "dopri5", "--grad", "backprop",
+                   "--iterations", "3", "--out", str(out), "--quiet", "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    _, df = load_run(out)
+    assert list(df["task"]) == ["pendulum"] and list(df["status"]) == ["ok"]
+    assert list(df["iteration_reached"]) == [3]
