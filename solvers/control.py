@@ -44,7 +44,12 @@ def _segments(channels: Channels, n: int) -> Segments:
 
 
 def check_channels(channels: Channels, n: int) -> Segments:
-    """Validate ``channels`` against a state of ``n`` elements (ValueError naming the problem)."""
+    """Validate ``channels`` against a state of ``n`` elements (ValueError naming the problem).
+
+    :class:`Segments` already checked against ``n`` come back as they are (the adjoint checks
+    its channels once and solves every output interval with them)."""
+    if isinstance(channels, Segments) and channels.n == n:
+        return channels
     out = []
     for seg in channels:
         a, b, d = (int(v) for v in seg)
@@ -63,9 +68,12 @@ class Segments(list):
     """Checked :data:`Channels` of a state of ``n`` elements.
 
     Segments of several rows (trajectories of a batch) are measured row by row as the default
-    norm does, with the same arithmetic. When there are many one-row segments (the adjoint's
-    parameter-gradient channels, one per parameter tensor), those are measured together: one
-    ``index_add_`` takes all their sums of squares, instead of a few ops per segment."""
+    norm does, with the same arithmetic; consecutive ones that meet end to end with the same
+    row length (the adjoint's ``y`` and ``a``) are measured as one, which gives the same rows,
+    hence the same worst row, with fewer ops. When there are many one-row segments (the
+    adjoint's parameter-gradient channels, one per parameter tensor), those are measured
+    together: one ``index_add_`` takes all their sums of squares, instead of a few ops per
+    segment."""
 
     SINGLES_AT_LEAST = 3
 
@@ -73,9 +81,18 @@ class Segments(list):
         super().__init__(channels)
         self.n = n
         singles = [c for c in channels if c[1] - c[0] == c[2]]
-        if len(singles) < self.SINGLES_AT_LEAST or _overlap(channels):
+        overlap = _overlap(channels)
+        if len(singles) < self.SINGLES_AT_LEAST or overlap:
             singles = []  # overlapping segments are each measured in full, one by one
-        self.multi = [c for c in channels if c not in singles]
+        multi: list[tuple[int, int, int]] = []
+        for c in channels:
+            if c in singles:
+                continue
+            if multi and not overlap and multi[-1][1] == c[0] and multi[-1][2] == c[2]:
+                multi[-1] = (multi[-1][0], c[1], c[2])
+            else:
+                multi.append(c)
+        self.multi = multi
         self.singles = singles
         self._lens = [b - a for a, b, _ in singles]
         self._cache: dict = {}
@@ -102,19 +119,20 @@ class Segments(list):
     def rows(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The multi-row segments of ``x`` as ``[rows, d]`` views."""
         flat = x.reshape(-1)
-        return [flat[a:b].reshape(-1, d) for a, b, d in self.multi]
+        n = self.n
+        return [(flat if a == 0 and b == n else flat[a:b]).view(-1, d) for a, b, d in self.multi]
 
     def row_sums(self, x: torch.Tensor) -> torch.Tensor:
         parts = [r.sum(-1) for r in self.rows(x)]
         if self.singles:
             parts.append(self.single_sums(x))
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def row_norms(self, x: torch.Tensor) -> torch.Tensor:
         parts = [torch.linalg.vector_norm(r, dim=-1) for r in self.rows(x)]
         if self.singles:
             parts.append(torch.sqrt(self.single_sums(x * x)))
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def worst(self, scaled: torch.Tensor, h: float) -> float:
         """The error norm over the segments of ``scaled`` (the error divided by its scale):
@@ -123,7 +141,7 @@ class Segments(list):
         if self.singles:
             _, lens = self._index(scaled)
             parts.append((self.single_sums(scaled * scaled) / lens).max())
-        vals = torch.stack(parts).tolist()
+        vals = [parts[0].item()] if len(parts) == 1 else torch.stack(parts).tolist()
         if any(v != v for v in vals):
             return math.nan
         out = [v * abs(h) / math.sqrt(d) for v, (_, _, d) in zip(vals, self.multi, strict=False)]
@@ -239,6 +257,27 @@ def error_norm(
     return float(norms) * abs(h) / math.sqrt(d)  # the one host sync per step
 
 
+HOST_ROWS_MAX = 64
+""":func:`initial_step` takes its first guess in Python floats for float64 CPU states of at most
+this many rows (trajectories, or channel rows): fewer tensor ops and syncs on small rows, the
+same numbers (torch's own square roots; its CPU product with a scalar is IEEE's, as Python's)."""
+
+
+def _first_guess(
+    dnf: list[float], dny: list[float], root_q: list[float], skip_zero_rows: bool
+) -> float:
+    """The smallest row's ``0.01 * sqrt(dny / dnf)`` (``root_q``; ``1e-6`` for a row with either
+    at most ``1e-10``), NaN when a row is NaN: :func:`initial_step`'s ``torch.where``/``min`` on
+    floats. ``skip_zero_rows``: rows with ``dny <= 1e-10`` are left out if any row is not."""
+    rows = [1.0e-6 if (a <= 1e-10 or b <= 1e-10) else q * 0.01
+            for a, b, q in zip(dnf, dny, root_q, strict=True)]
+    if skip_zero_rows:
+        kept = [r for r, b in zip(rows, dny, strict=True) if b > 1e-10]
+        rows = kept or rows
+    total = sum(rows)  # the rows are >= 0, +inf or NaN: NaN exactly when a row is
+    return math.nan if total != total else min(rows)
+
+
 def initial_step(
     f: RHS,
     t0: float,
@@ -283,22 +322,30 @@ def initial_step(
         sk = y0.abs().mul(rtol).add_(atol)
         dnf_rows = row_sums((f0 / sk) ** 2)
         dny_rows = row_sums((y0 / sk) ** 2)
-        h_rows = torch.where(
-            (dnf_rows <= 1e-10) | (dny_rows <= 1e-10),
-            torch.full_like(dnf_rows, 1.0e-6),
-            torch.sqrt(dny_rows / dnf_rows) * 0.01,
-        )
-        if channels is not None and bool((dny_rows > 1e-10).any()):
-            # a row whose state is zero (a gradient accumulator that starts at 0) carries no
-            # scale for the first guess: the other rows set it, instead of DOPRI5's 1e-6
-            h_rows = h_rows[dny_rows > 1e-10]
-        h = float(h_rows.min())
+        host = (dnf_rows.numel() <= HOST_ROWS_MAX and dnf_rows.dtype == torch.float64
+                and dnf_rows.device.type == "cpu")
+        if host:  # the rows' first guesses in Python floats, from torch's own square roots
+            # (on the CPU not always correctly rounded), so the same numbers
+            dnf, dny, root_q = torch.stack(
+                (dnf_rows, dny_rows, torch.sqrt(dny_rows / dnf_rows))
+            ).tolist()
+            h = _first_guess(dnf, dny, root_q, channels is not None)
+        else:
+            h_rows = torch.where(
+                (dnf_rows <= 1e-10) | (dny_rows <= 1e-10),
+                torch.full_like(dnf_rows, 1.0e-6),
+                torch.sqrt(dny_rows / dnf_rows) * 0.01,
+            )
+            if channels is not None and bool((dny_rows > 1e-10).any()):
+                # a row whose state is zero (a gradient accumulator that starts at 0) carries
+                # no scale for the first guess: the other rows set it, instead of DOPRI5's 1e-6
+                h_rows = h_rows[dny_rows > 1e-10]
+            h = float(h_rows.min())
         h = min(h, hmax) * direction
         f1 = f(t0 + h, y0 + h * f0)
         der2_rows = row_norms((f1 - f0) / sk) / abs(h)
-        der12_rows = torch.maximum(der2_rows.abs(), torch.sqrt(dnf_rows))
-        der12_rows = torch.where(torch.isnan(der12_rows), math.inf, der12_rows)
-        der12 = float(der12_rows.max())
+        # a NaN row makes the max NaN (torch.max propagates it): not finite, as an inf row is
+        der12 = float(torch.maximum(der2_rows.abs(), torch.sqrt(dnf_rows)).max())
     if not math.isfinite(der12):
         return 1.0e-6 * direction
     if der12 <= 1e-15:

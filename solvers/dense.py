@@ -23,6 +23,34 @@ def _matrix(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
+_DENSE_FLOATS: dict[int, tuple[ButcherTableau, tuple[tuple[float, ...], ...]]] = {}
+
+
+def _dense_floats(tableau: ButcherTableau) -> tuple[tuple[float, ...], ...]:
+    """The tableau's dense-output polynomial coefficients as floats, converted once (its
+    exact ``Fraction``s cost a Python division each per conversion)."""
+    hit = _DENSE_FLOATS.get(id(tableau))
+    if hit is None or hit[0] is not tableau:
+        if tableau.dense is None:
+            raise ValueError(f"tableau {tableau.name!r} has no dense-output coefficients")
+        hit = (tableau, tuple(tuple(float(c) for c in row) for row in tableau.dense))
+        _DENSE_FLOATS[id(tableau)] = hit
+    return hit[1]
+
+
+def dense_weights(tableau: ButcherTableau, theta: float) -> list[float]:
+    """``b_i(theta)`` for each stage: :meth:`ButcherTableau.dense_weights` with the same float
+    arithmetic, term by term, on coefficients converted once."""
+    out = []
+    for row in _dense_floats(tableau):
+        acc, p = 0.0, theta
+        for coef in row:
+            acc += coef * p
+            p *= theta
+        out.append(acc)
+    return out
+
+
 def continuous_extension(
     tableau: ButcherTableau,
     y0: torch.Tensor,
@@ -31,7 +59,7 @@ def continuous_extension(
     thetas: Sequence[float],
 ) -> torch.Tensor:
     """``[len(thetas), N]`` states from the stages ``[s, N]`` of the step ``h`` from ``y0``."""
-    w = _matrix([tableau.dense_weights(th) for th in thetas], y0)
+    w = _matrix([dense_weights(tableau, th) for th in thetas], y0)
     return torch.addmm(y0, w, stages, alpha=h)
 
 

@@ -129,12 +129,14 @@ class OutputCollector:
         return hits, interior
 
     def put(self, interior: list[tuple[int, float]], values: torch.Tensor) -> None:
-        for (j, _), row in zip(interior, values, strict=True):
+        for (j, _), row in zip(interior, values.unbind(0), strict=True):
             self.rows[j] = row
 
     def stack(self, like: torch.Tensor) -> torch.Tensor:
-        nan = torch.full_like(like[0], math.nan)
-        return torch.stack([r if r is not None else nan for r in self.rows])
+        if any(r is None for r in self.rows):  # a solve that stopped early: NaN from there
+            nan = torch.full_like(like[0], math.nan)
+            return torch.stack([r if r is not None else nan for r in self.rows])
+        return torch.stack(self.rows)
 
 
 @dataclass
@@ -207,6 +209,8 @@ class _BufferedStages:
     state ``y1`` is always a fresh tensor; the rows handed out by :meth:`first`, :meth:`final`
     and :meth:`carry` are views of ``K``, valid until the next step (:meth:`keep` copies one
     that must outlive it). ``f`` is called on views of the user's shape, as ``fv`` would.
+    A solver keeps the buffers of its last buffered solve and reuses them for the next one of
+    the same layout (:meth:`RungeKutta._engine`; ``busy`` while a solve runs on them).
     """
 
     def __init__(
@@ -215,8 +219,8 @@ class _BufferedStages:
         s, n = tableau.stages, y.shape[-1]
         self.f, self.shape, self.s, self.fsal = f, shape, s, tableau.fsal
         self.K = K = y.new_empty(s, n)
-        self.rows = [K[i : i + 1] for i in range(s)]  # row i as [1, N]
-        self.views = [K[i].view(shape) for i in range(s)]  # row i in the user's shape
+        self.rows = K.split(1)  # row i as [1, N]
+        self.views = K.view(s, *shape).unbind(0)  # row i in the user's shape
         self.buf = y.new_empty(1, n)
         self.bufv = self.buf.view(shape)
         self.b = self._plan(co.b)
@@ -226,6 +230,7 @@ class _BufferedStages:
         self.inner = [(co.c[i], self.views[i], *self._plan(co.rows[i])) for i in inner]
         self.c_last = co.c[s - 1]
         self.nfe = 0
+        self.busy = False  # a solve is running on these buffers
 
     def _plan(self, spec: tuple) -> tuple[bool, torch.Tensor, object]:
         """``(one, rows, weight)``: ``y + (h w) k_j`` (torch.add) or ``y + h w @ K[:n]``
@@ -292,6 +297,23 @@ class _BufferedStages:
     @staticmethod
     def keep(x: torch.Tensor) -> torch.Tensor:
         return x.clone()
+
+
+class _Holding:
+    """The buffered loop's context: ``no_grad``, and the engine free for the next solve after it
+    (see :meth:`RungeKutta._engine`)."""
+
+    def __init__(self, eng: _BufferedStages) -> None:
+        self.eng = eng
+        self.no_grad = torch.no_grad()
+
+    def __enter__(self) -> None:
+        self.no_grad.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.no_grad.__exit__(*exc)
+        self.eng.f = None  # hold no reference to the solve's right-hand side
+        self.eng.busy = False
 
 
 class RungeKutta(Solver):
@@ -368,7 +390,7 @@ class RungeKutta(Solver):
         self.description = description or (
             f"{tableau.name} tableau, {tableau.stages} stages, {interpolation} dense output"
         )
-        self._cache: dict[tuple, _Coefficients] = {}
+        self._cache: dict = {}  # coefficients per (dtype, device), the host plan, buffers
 
     # -- coefficients --------------------------------------------------------------------
 
@@ -595,7 +617,19 @@ class RungeKutta(Solver):
         recorded = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
         if recorded or k1.shape != y.shape or k1.dtype != y.dtype or k1.device != y.device:
             return _GraphStages(self, fv, co), contextlib.nullcontext()
-        return _BufferedStages(self.tableau, f, shape, co, y), torch.no_grad()
+        # the buffers of the last buffered solve are reused when the layout is the same (the
+        # adjoint solves every output interval anew); a solve nested inside ``f`` gets its own
+        key = (shape, y.dtype, y.device, id(co))
+        slot = self._cache.get("buffered")
+        if slot is not None and slot[0] == key and not slot[1].busy:
+            eng = slot[1]
+            eng.f, eng.nfe = f, 0
+        else:
+            eng = _BufferedStages(self.tableau, f, shape, co, y)
+            if slot is None or not slot[1].busy:
+                self._cache["buffered"] = (key, eng)
+        eng.busy = True
+        return eng, _Holding(eng)
 
     def _host_ok(self, y: torch.Tensor, k1: torch.Tensor) -> bool:
         """Whether the adaptive loop runs on Python floats (:mod:`solvers.rk_host`): a small
@@ -705,13 +739,13 @@ class RungeKutta(Solver):
                         records.append(StepRecord(t, h, t1, y, carried))
                     pending = self._emit(out, eng, t, y, k1, t1, y1, h)
                     t, y = t1, y1
+                    if last:
+                        break
                     if fsal:
                         k1 = eng.carry()
                         carried = k1 if records is None else eng.keep(k1)
                     else:
                         k1 = carried = None
-                    if last:
-                        break
                 else:
                     n_rej += 1
                     if not math.isfinite(err):

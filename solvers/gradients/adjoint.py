@@ -14,12 +14,13 @@ state ``z = [y, a, a_theta, a_t]``::
     da_t/dt     = -a^T df/dt          (only when t requires grad)
 
 with the *same* solver and tolerances as the forward solve. The three vector-Jacobian products
-come from one call of ``f`` with ``y.detach().requires_grad_()`` and one
-``torch.autograd.grad`` (so every backward evaluation is one call of the ``f`` passed in, which
-the harness's counter sees). At each output time the solve restarts from the stored ``ys[i-1]``
-(not the backward-integrated ``y``, which drifts) and adds ``dL/dy(t_{i-1})`` to ``a``. The time
-gradients: ``dL/dt_i = <dL/dy(t_i), f(t_i, y_i)>`` (one more call of ``f`` each), subtracted
-from ``a_t`` on the way, whose final value is ``dL/dt_0``.
+come from one call of ``f`` with ``y.detach().requires_grad_()`` and one vector-Jacobian
+product by the autograd engine (:func:`solvers.gradients.vjp.vjp`, the values of
+``torch.autograd.grad`` with less Python per call), so every backward evaluation is one call
+of the ``f`` passed in, which the harness's counter sees. At each output time the solve
+restarts from the stored ``ys[i-1]`` (not the backward-integrated ``y``, which drifts) and adds
+``dL/dy(t_{i-1})`` to ``a``. The time gradients: ``dL/dt_i = <dL/dy(t_i), f(t_i, y_i)>`` (one
+more call of ``f`` each), subtracted from ``a_t`` on the way, whose final value is ``dL/dt_0``.
 
 The gradient is that of the exact solution, computed to the solver's tolerance; it differs from
 backprop's (the gradient of the discrete solution) by an amount that shrinks with the tolerance.
@@ -52,7 +53,9 @@ from __future__ import annotations
 import torch
 
 from solvers.base import Solution
+from solvers.control import check_channels
 from solvers.gradients.common import Run, accepts
+from solvers.gradients.vjp import flatten, vjp
 from solvers.rk import fixed_grid
 
 
@@ -93,23 +96,28 @@ class _Adjoint(torch.autograd.Function):
         like = ys
         stats = run.backward
 
+        inputs_p = tuple(params)
+        zeros = [None] * (1 + len(params) + int(need_t))  # for inputs f does not use
+
+        grad_on = torch.enable_grad()  # one context object for every evaluation
+
         def aug(tt: float, z: torch.Tensor) -> torch.Tensor:
-            y = z[:n].view(shape)
-            a = z[n : 2 * n].view(shape)
-            with torch.enable_grad():
-                yv = y.detach().requires_grad_(True)
-                tv = (
-                    torch.tensor(tt, dtype=like.dtype, device=like.device, requires_grad=True)
-                    if need_t
-                    else tt
-                )
+            with grad_on:
+                yv = z[:n].view(shape)  # a fresh view: a leaf unless z is on a graph
+                yv = (yv.detach() if yv.requires_grad else yv).requires_grad_(True)
+                if need_t:
+                    tv = torch.tensor(tt, dtype=like.dtype, device=like.device,
+                                      requires_grad=True)
+                    inputs = (yv, *inputs_p, tv)
+                else:
+                    tv, inputs = tt, (yv, *inputs_p)
                 fy = f(tv, yv)
-                inputs = (yv, *params, tv) if need_t else (yv, *params)
-                vjps = torch.autograd.grad(fy, inputs, -a, allow_unused=True)
-            parts = [fy.detach().reshape(-1)]
-            for v, ref in zip(vjps, inputs, strict=True):
-                parts.append(torch.zeros_like(ref).reshape(-1) if v is None else v.reshape(-1))
-            return torch.cat(parts)
+                vjps = vjp(fy, inputs, torch.neg(z[n : 2 * n]).view(shape))
+            if any(v is None for v in vjps):  # f does not use some input: its VJP is zero
+                vjps = tuple(_zero(zeros, k, ref, like) if v is None else v
+                             for k, (v, ref) in enumerate(zip(vjps, inputs, strict=True)))
+            # under no_grad (the buffered loop) nothing is recorded, fy need not be detached
+            return flatten([fy.detach() if torch.is_grad_enabled() else fy, *vjps])
 
         extra: dict = {}
         adaptive = run.solver.adaptive
@@ -120,7 +128,8 @@ class _Adjoint(torch.autograd.Function):
                     channels.append((2 * n + o, 2 * n + o + size, size))
                 if need_t:
                     channels.append((2 * n + n_p, 2 * n + n_p + 1, 1))
-            extra["error_channels"] = channels
+            # checked once: the backward solves share one Segments (and its index tensors)
+            extra["error_channels"] = check_channels(channels, 2 * n + n_p + int(need_t))
         kwargs = dict(run.solve_kwargs)
         n_steps = kwargs.pop("n_steps", None)
         forward_grid = None
@@ -163,6 +172,13 @@ class _Adjoint(torch.autograd.Function):
             for o, s, p in zip(_offsets(sizes), sizes, params, strict=True)
         ]
         return (None, None, a.view(shape), grad_t, *grads_p)
+
+
+def _zero(zeros: list, k: int, ref: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The VJP of an input ``f`` does not use: zeros of its size, made once per backward pass."""
+    if zeros[k] is None:
+        zeros[k] = torch.zeros(ref.numel(), dtype=like.dtype, device=like.device)
+    return zeros[k]
 
 
 def _offsets(sizes: list[int]) -> list[int]:
