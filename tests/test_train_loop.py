@@ -25,7 +25,7 @@ def _registries():
 
 def _case(**kw) -> Case:
     base = dict(kind="train", problem="spiral", solver="dopri5", grad_mode="adjoint",
-                rtol=1e-7, atol=1e-9, batch=SPIRAL.data.batch, iterations=6)
+                rtol=1e-7, atol=1e-9, batch=SPIRAL.data.batch, iterations=3)
     base.update(kw)
     return Case(**base)
 
@@ -109,7 +109,7 @@ class _CountedTask(type(SPIRAL)):
 ])
 def test_nfe_records_equal_an_independent_count(solver, mode, setting):
     task = _CountedTask(**{f.name: getattr(SPIRAL, f.name) for f in dataclasses.fields(SPIRAL)})
-    case = _case(solver=solver, grad_mode=mode, iterations=4,
+    case = _case(solver=solver, grad_mode=mode, iterations=2,
                  **{"rtol": None, "atol": None, **setting})
     counts = []
     orig = loop._iteration
