@@ -8,7 +8,8 @@
 #      (torch.cuda.max_memory_allocated per case), backprop and checkpoint beside it;
 #   4. CUDA cases in worker processes (--isolate): each worker initialises CUDA itself (the
 #      fork server that starts workers never touches the card), times with CUDA events and
-#      sends its rows back; the peers in step 2 already run in workers by default.
+#      sends its rows back; the peers in step 2 already run in workers by default;
+#   5. training cases on the card (spiral and Table 1), CUDA peak per iteration.
 # Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
 # driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
 # DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
@@ -42,6 +43,11 @@ python -m harness run --suite gradients --device "$device" --case-timeout 120 \
 python -m harness run --device "$device" --dtype float32 --batch 1000 --problems mlp \
   --solvers dopri5,rk4 --rtol 1e-4 --steps 64 --isolate --no-report \
   --out "$out/gpu-isolated" --quiet
+# 5. training on the card: the spiral (100 iterations) in each mode, and Table 1, with the CUDA
+#    peak of every iteration in its records (cuda_peak_bytes)
+python -m harness run --suite train --device "$device" --tasks spiral,digits --iterations 100 \
+  --solvers dopri5,rk4,tde-dopri5 --out "$out/gpu-train" --quiet
+python -m harness show "$out/gpu-train"
 python -m harness show "$out/gpu-isolated"
 python -m harness show "$out/gpu-speed" | head -40
 python -m harness show "$out/gpu-gradients" | head -40

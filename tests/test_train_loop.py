@@ -185,3 +185,11 @@ def test_a_training_case_is_a_row_with_records():
     assert len(row["eval_nfe"]) == len(row["eval_rtol"]) == len(row["eval_err"]) > 3
     assert row["eval_nfe"] == sorted(row["eval_nfe"])  # tighter tolerance, more NFE
     assert row["n_params"] == 2 * 50 + 50 + 50 * 2 + 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_case_on_cuda_records_the_cuda_peak():
+    row, records = _train(_case(device="cuda", iterations=2))
+    assert row["status"] == "ok", row["message"]
+    assert all(r["cuda_peak_bytes"] > 0 for r in records)
