@@ -376,8 +376,8 @@ class Progress:
         eta = elapsed / i * (n - i) if i else float("nan")
         bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
         what = f"{case.problem} / {case.solver} {case.setting}" if case else "done"
-        if detail:
-            what += f": {detail}"
+        if detail and case is not None:  # short, so that a narrow terminal keeps it
+            what = f"{case.problem} / {case.solver} [{case.grad_mode}]: {detail}"
         eta_s = _fmt_duration(eta) if math.isfinite(eta) else "?"
         line = f"[{bar}] {i}/{n} {frac:4.0%}  ETA {eta_s}  {what}"
         if self.tty:

@@ -235,6 +235,8 @@ def override(suite: Suite, **changes: Any) -> Suite:
     changes = {k: v for k, v in changes.items() if v is not None}
     if suite.problems_sample and "tags" in changes and "problems" not in changes:
         changes["problems"] = None
+    if "solvers" in changes:  # the solvers named are the solvers run
+        changes["optional_solvers"] = ()
     return dataclasses.replace(suite, **changes) if changes else suite
 
 
