@@ -107,7 +107,7 @@ def _train(case: Case, task: Task, deadline: Deadline, run_seed: int,
     f = CountingRHS(field, deadline)
     params = tuple(p for p in field.parameters() if p.requires_grad)
     t_win = t_all[:window]
-    offsets = torch.arange(window).unsqueeze(1)
+    offsets = torch.arange(window, device=device).unsqueeze(1)
     if solver.adaptive:
         kwargs: dict[str, Any] = dict(rtol=case.rtol, atol=case.atol, max_steps=case.max_steps)
     else:
@@ -124,7 +124,7 @@ def _train(case: Case, task: Task, deadline: Deadline, run_seed: int,
     for it in range(n_iter):
         starts = minibatch_starts(n_points, window, batch, gen).to(device)
         y0 = y_all[starts]
-        target = y_all[starts.unsqueeze(0) + offsets.to(device)]
+        target = y_all[starts.unsqueeze(0) + offsets]
         probed = it % PROBE_EVERY == 0 or it == n_iter - 1
         optimiser.zero_grad(set_to_none=True)
         cuda_peak_reset(device)
@@ -149,7 +149,7 @@ def _train(case: Case, task: Task, deadline: Deadline, run_seed: int,
     row.update(status=str(status), message=message, model="ode", task=task.name,
                n_params=sum(p.numel() for p in params))
     if status is Status.OK and evaluate:
-        row.update(_evaluate(case, solver, field, f, t_all, y_all, kwargs))
+        row.update(_evaluate(case, solver, field, f, t_all, y_all, kwargs, window))
     return row, records
 
 
@@ -228,7 +228,7 @@ def summarise(records: list[dict[str, Any]], task: Task, n_iter: int) -> dict[st
 
 
 def _evaluate(case: Case, solver, field: torch.nn.Module, f: CountingRHS, t_all: torch.Tensor,
-              y_all: torch.Tensor, kwargs: dict[str, Any]) -> dict[str, Any]:
+              y_all: torch.Tensor, kwargs: dict[str, Any], window: int) -> dict[str, Any]:
     """The trained field from ``y0`` over every observation time: the validation error with
     the case's own solver and setting, and (adaptive solvers in the adjoint mode, the paper's
     ODE-Net) NFE, error and time at each tolerance of :data:`EVAL_RTOL`."""
@@ -236,7 +236,6 @@ def _evaluate(case: Case, solver, field: torch.nn.Module, f: CountingRHS, t_all:
     y0 = y_all[0]
     cuda = torch.device(case.device).type == "cuda"
     if not solver.adaptive:  # the training window's step size over the whole span
-        window = registry.make_task(case.problem).data.window
         kwargs = dict(n_steps=max(1, round(case.n_steps * (len(t_all) - 1) / (window - 1))))
     with torch.no_grad():
         sol = solver.solve(f, y0, t_all, **kwargs)
