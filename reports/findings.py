@@ -31,15 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.format import is_missing
+from reports.format import seconds as fmt_seconds
+from reports.gradients import add_labels, gradient_rows, is_ok, modes_in_order, solve_rows
+
 ERROR_MEASURE = "scd"
 ERROR_TEXT = "relative error at the end point, 10^-scd (scd: significant correct digits)"
 DIGIT_LEVELS: tuple[float, ...] = (4.0, 8.0)
 FAMILIES: tuple[str, ...] = ("non-stiff", "stiff", "learned", "other")
-
-
-def family(tags: Sequence[str] | None) -> str:
-    """A problem's family from its tags: ``stiff``, ``learned``, ``non-stiff`` or ``other``."""
-    raise NotImplementedError
+GRAD_ERROR_LEVEL = 1e-6
+"""Relative gradient error (``grad_rel_err``) at or below which a gradient counts as right when
+the fastest mode is chosen: about six correct digits, so a coarse setting that is quick only
+because its gradient is far off does not win."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class FamilyFinding:
     by_time: FamilyRank | None
     by_nfe: FamilyRank | None
     ranking: tuple[FamilyRank, ...]  # by time: most problems reached, then geomean ratio
+    text: str = ""  # one sentence, for the overview
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class ToleranceFit:
     C: float
     p: float
     n_points: int
+    problem: str = ""
+    rms_residual: float = float("nan")  # of the fit, in decades of E
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,9 @@ class GradientFinding:
     fastest_time_s: float
     grad_error_level: float
     text: str  # one sentence, for the overview
+    least_memory_modes: tuple[str, ...] = ()  # every mode tied for the least memory
+    fastest_case: str = ""  # ladder and setting of the fastest case, "dopri5, rtol=1e-07"
+    modes: tuple[str, ...] = ()  # the modes the problem has, in MODE_ORDER
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,10 @@ class TrainingFinding:
     solver: str | None
     grad_mode: str | None
     time_to_target_s: float
-    runner_up: str | None
+    runner_up: str | None  # "solver · grad_mode" of the next fastest to the target
     text: str
+    n_reached: int = 0  # cases that reached the target
+    n_cases: int = 0
 
 
 @dataclass
@@ -142,45 +153,506 @@ class Findings:
     training: list[TrainingFinding] = field(default_factory=list)
     status_counts: dict[str, int] = field(default_factory=dict)
     wrong_but_ok: int = 0  # ok cases with no correct digits
+    wrong_but_ok_cases: tuple[str, ...] = ()  # their case ids
+    fronts_nfe: dict[str, list[FrontPiece]] = field(default_factory=dict)  # cost = NFE
+    tolerance_fits: dict[str, list[ToleranceFit]] = field(default_factory=dict)  # by problem
+
+
+def _num(df: pd.DataFrame, column: str) -> pd.Series:
+    """``df[column]`` as floats (NaN where missing or not a number); all NaN when absent."""
+    if column not in df:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[column].astype("object"), errors="coerce").astype(float)
+
+
+def _text(df: pd.DataFrame, column: str, default: str = "") -> pd.Series:
+    """``df[column]`` as plain strings, ``default`` where missing or absent."""
+    if column not in df:
+        return pd.Series(default, index=df.index, dtype=object)
+    return df[column].astype("object").map(lambda v: default if is_missing(v) else str(v))
+
+
+def _solves(df: pd.DataFrame) -> pd.DataFrame:
+    if df is None or len(df) == 0 or "problem" not in df:
+        return pd.DataFrame(columns=["problem", "series", "solver"])
+    return solve_rows(df)
+
+
+def _labelled(solves: pd.DataFrame) -> pd.DataFrame:
+    """``solves`` with the ``series`` column of :func:`reports.summary.add_series`."""
+    if "series" in solves:
+        return solves
+    from reports.summary import add_series  # imported late: reports.summary builds on this
+
+    return add_series(solves)
+
+
+def _gmean(values: Sequence[float]) -> float:
+    vals = np.asarray([v for v in values if np.isfinite(v) and v > 0], dtype=float)
+    return float(np.exp(np.mean(np.log(vals)))) if vals.size else float("nan")
+
+
+def _is_adaptive(rows: pd.DataFrame) -> bool:
+    """Whether a series' rows form a tolerance ladder: the ``adaptive`` column where it says,
+    else whether the rows carry an rtol rather than a step count."""
+    flags = rows["adaptive"].dropna() if "adaptive" in rows else pd.Series(dtype=object)
+    if len(flags):
+        return bool(pd.Series([bool(v) for v in flags]).mean() >= 0.5)
+    has_n = _num(rows, "n_steps_requested").notna().sum()
+    has_rtol = _num(rows, "rtol").notna().sum()
+    return bool(has_rtol > 0 and has_rtol >= has_n)
+
+
+def family(tags: Sequence[str] | None) -> str:
+    """A problem's family from its tags: ``stiff``, ``learned``, ``non-stiff`` or ``other``.
+
+    A stiff tag wins over the others (a learned stiff problem is judged by stiff solvers)."""
+    if tags is None or isinstance(tags, str | bytes):
+        tags = [tags] if isinstance(tags, str) else []
+    names = {str(t).strip().lower() for t in tags if not is_missing(t)}
+    if "stiff" in names:
+        return "stiff"
+    if "learned" in names:
+        return "learned"
+    if names & {"nonstiff", "non-stiff", "non_stiff"}:
+        return "non-stiff"
+    return "other"
+
+
+def _problem_family(problems_meta: Mapping[str, Any] | None, problem: str) -> str:
+    info = problems_meta.get(problem) if isinstance(problems_meta, Mapping) else None
+    tags = info.get("tags") if isinstance(info, Mapping) else None
+    return family(tags if isinstance(tags, Sequence) else None)
 
 
 def curves(df: pd.DataFrame) -> list[Curve]:
-    raise NotImplementedError
+    """One :class:`Curve` per (problem, series) of the plain solves in ``df``, problems and
+    series in name order.
+
+    A point is an ok row with a finite scd and a positive, finite NFE and median time (the
+    costs are read on a log scale). Points are in ladder order: adaptive series by rtol from
+    loose to tight (then atol loose to tight), fixed-step series by the requested steps from
+    few to many; never by NFE, which need not grow along the ladder. Rows of kind gradient
+    or train are not solves and are left out. ``df`` may lack ``series``; then it is
+    :func:`reports.summary.add_series` of the plain solves.
+    """
+    solves = _solves(df)
+    if len(solves) == 0:
+        return []
+    solves = _labelled(solves)
+    ok = solves[_text(solves, "status") == "ok"].copy()
+    ok["_scd"], ok["_nfe"], ok["_time"] = _num(ok, "scd"), _num(ok, "nfe"), _num(ok,
+                                                                                  "time_median_s")
+    ok = ok[np.isfinite(ok["_scd"]) & np.isfinite(ok["_nfe"]) & np.isfinite(ok["_time"])
+            & (ok["_nfe"] > 0) & (ok["_time"] > 0)]
+    out: list[Curve] = []
+    if len(ok) == 0:
+        return out
+    ok["_problem"], ok["_series"] = _text(ok, "problem", "unknown"), _text(ok, "series", "unknown")
+    for (problem, series), rows in ok.groupby(["_problem", "_series"], sort=True):
+        adaptive = _is_adaptive(rows)
+        rows = rows.assign(_rtol=_num(rows, "rtol"), _atol=_num(rows, "atol"),
+                           _n=_num(rows, "n_steps_requested"))
+        if adaptive:  # loose to tight; rows without an rtol last
+            rows = rows.assign(_key=-rows["_rtol"], _key2=-rows["_atol"])
+            setting = "_rtol"
+        else:
+            rows = rows.assign(_key=rows["_n"], _key2=0.0)
+            setting = "_n"
+        rows = rows.sort_values(["_key", "_key2", "_nfe"], kind="mergesort", na_position="last")
+        solver = _text(rows, "solver", "unknown").iloc[0]
+        out.append(Curve(
+            problem=str(problem), series=str(series), solver=solver, adaptive=adaptive,
+            setting=rows[setting].to_numpy(dtype=float),
+            digits=rows["_scd"].to_numpy(dtype=float), nfe=rows["_nfe"].to_numpy(dtype=float),
+            time=rows["_time"].to_numpy(dtype=float),
+            time_iqr=_num(rows, "time_iqr_s").to_numpy(dtype=float),
+            case_ids=tuple(_text(rows, "case_id"))))
+    return out
 
 
 def cost_at(curve: Curve, digits: float) -> Cost | None:
-    raise NotImplementedError
+    """The NFE and median time at which ``curve`` first reaches ``digits`` along its ladder.
+
+    Walks the ladder; the first consecutive pair with ``digits[i] < d <= digits[i+1]``
+    brackets the level, and log10(NFE) and log10(time) are interpolated linearly in digits
+    between the two points (a work-precision diagram is close to straight in these axes;
+    Hairer, Nørsett & Wanner, Solving ODEs I, §II.10). If the loosest point already has the
+    digits its cost is returned with ``bound=True`` (the level may be cheaper still). None
+    when no point reaches the level: never extrapolates.
+    """
+    d = float(digits)
+    dig = np.asarray(curve.digits, dtype=float)
+    if dig.size == 0 or not np.isfinite(d):
+        return None
+    nfe = np.asarray(curve.nfe, dtype=float)
+    time = np.asarray(curve.time, dtype=float)
+    if dig[0] >= d:
+        return Cost(nfe=float(nfe[0]), time=float(time[0]), bound=True)
+    for i in range(dig.size - 1):
+        lo, hi = dig[i], dig[i + 1]
+        if lo < d <= hi:
+            w = (d - lo) / (hi - lo)
+            return Cost(nfe=_log_interp(nfe[i], nfe[i + 1], w),
+                        time=_log_interp(time[i], time[i + 1], w))
+    return None
+
+
+def _log_interp(a: float, b: float, w: float) -> float:
+    """``a`` to ``b`` at fraction ``w``, linear in log10 (linear where a cost is not positive)."""
+    if a > 0 and b > 0:
+        return float(10 ** ((1 - w) * np.log10(a) + w * np.log10(b)))
+    return float((1 - w) * a + w * b)
 
 
 def problem_standings(problem_curves: Sequence[Curve],
                       levels: Sequence[float] = DIGIT_LEVELS) -> dict[float, list[Standing]]:
-    raise NotImplementedError
+    """Per level, one :class:`Standing` per curve (the curves of one problem): its cost and
+    its time and NFE ratios to the fastest and to the least-NFE series that reached the level.
+    Sorted by time, then NFE, then name; series that did not reach the level last, by name."""
+    out: dict[float, list[Standing]] = {}
+    for level in levels:
+        costs = [(c.series, cost_at(c, level)) for c in problem_curves]
+        reached = [c for _, c in costs if c is not None]
+        best_t = min((c.time for c in reached), default=float("nan"))
+        best_n = min((c.nfe for c in reached), default=float("nan"))
+        rows = [Standing(s, c, c.time / best_t if best_t > 0 else float("nan"),
+                         c.nfe / best_n if best_n > 0 else float("nan"))
+                if c is not None else Standing(s, None) for s, c in costs]
+        rows.sort(key=lambda r: (r.cost is None, r.cost.time if r.cost else 0.0,
+                                 r.cost.nfe if r.cost else 0.0, r.series))
+        out[float(level)] = rows
+    return out
+
+
+def _rank_key(rank: FamilyRank, by: str) -> tuple:
+    g = rank.time_ratio_gmean if by == "time" else rank.nfe_ratio_gmean
+    return (-rank.n_reached, g if np.isfinite(g) else np.inf, rank.series)
+
+
+def _family_text(fam: str, level: float, by_time: FamilyRank | None,
+                 by_nfe: FamilyRank | None, ranking: Sequence[FamilyRank],
+                 n_family: int) -> str:
+    head = f"{fam.capitalize()} problems, {level:g} digits: "
+    if by_time is None:
+        return head + f"no solver reached this accuracy on any of the {n_family} problem(s)."
+    text = (head + f"pick {by_time.series} (reached it on {by_time.n_reached} of "
+            f"{by_time.n_problems} problem(s), fastest on {by_time.wins_time}, time "
+            f"{by_time.time_ratio_gmean:.2f}× the best in geometric mean")
+    others = [r for r in ranking if r.series != by_time.series and r.n_reached]
+    if others:
+        nxt = others[0]
+        text += (f"; next {nxt.series}: {nxt.n_reached} of {nxt.n_problems}, "
+                 f"{nxt.time_ratio_gmean:.2f}×")
+    text += ")"
+    if by_nfe is not None and by_nfe.series != by_time.series:
+        text += f"; fewest evaluations: {by_nfe.series}"
+    return text + "."
 
 
 def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
                     levels: Sequence[float] = DIGIT_LEVELS) -> list[FamilyFinding]:
-    raise NotImplementedError
+    """Per family present in ``df`` (in :data:`FAMILIES` order) and level, which series to
+    pick for that family's problems.
+
+    Over the family's problems on which any series reached the level (``n_problems``), each
+    series' :class:`FamilyRank`: on how many it reached the level, the geometric mean of its
+    time ratio and of its NFE ratio to the best on each problem it reached (the mean of
+    normalised results, as Fleming & Wallace, CACM 1986, advise for benchmark ratios), and on
+    how many it was the fastest / least NFE (ties count for each). The winner by time is,
+    among the series that reached the level on the most problems, the one with the least
+    geometric-mean time ratio; by NFE likewise. ``by_time`` is None where no problem of the
+    family reached the level.
+    """
+    by_problem: dict[str, list[Curve]] = {}
+    for c in curves(df):
+        by_problem.setdefault(c.problem, []).append(c)
+    solves = _solves(df)
+    problems = sorted(set(_text(solves, "problem", "unknown"))) if len(solves) else []
+    series_of: dict[str, set[str]] = {}
+    if len(solves):
+        labelled = _labelled(solves)
+        for p, s in zip(_text(labelled, "problem", "unknown"), _text(labelled, "series",
+                                                                       "unknown"), strict=True):
+            series_of.setdefault(p, set()).add(s)
+    fams: dict[str, list[str]] = {}
+    for p in problems:
+        fams.setdefault(_problem_family(problems_meta, p), []).append(p)
+    order = list(FAMILIES) + sorted(set(fams) - set(FAMILIES))
+    out: list[FamilyFinding] = []
+    for fam in order:
+        if fam not in fams:
+            continue
+        fam_problems = fams[fam]
+        standings = {p: problem_standings(by_problem.get(p, []), levels) for p in fam_problems}
+        all_series = sorted(set().union(*(series_of.get(p, set()) for p in fam_problems)))
+        for level in levels:
+            level = float(level)
+            counted = [p for p in fam_problems
+                       if any(s.cost is not None for s in standings[p][level])]
+            ranks = []
+            for name in all_series:
+                mine = [s for p in counted for s in standings[p][level]
+                        if s.series == name and s.cost is not None]
+                ranks.append(FamilyRank(
+                    series=name, n_reached=len(mine), n_problems=len(counted),
+                    time_ratio_gmean=_gmean([s.time_ratio for s in mine]),
+                    nfe_ratio_gmean=_gmean([s.nfe_ratio for s in mine]),
+                    wins_time=sum(1 for s in mine if np.isclose(s.time_ratio, 1.0)),
+                    wins_nfe=sum(1 for s in mine if np.isclose(s.nfe_ratio, 1.0))))
+            ranking = tuple(sorted(ranks, key=lambda r: _rank_key(r, "time")))
+            reached = [r for r in ranks if r.n_reached > 0]
+            by_time = min(reached, key=lambda r: _rank_key(r, "time")) if reached else None
+            by_nfe = min(reached, key=lambda r: _rank_key(r, "nfe")) if reached else None
+            out.append(FamilyFinding(
+                family=fam, digits=level, problems=tuple(fam_problems), by_time=by_time,
+                by_nfe=by_nfe, ranking=ranking,
+                text=_family_text(fam, level, by_time, by_nfe, ranking, len(fam_problems))))
+    return out
+
+
+_FRONT_COSTS = ("time", "nfe")
 
 
 def pareto_front(problem_curves: Sequence[Curve], cost: str = "time") -> list[FrontPiece]:
-    raise NotImplementedError
+    """The Pareto front of one problem's points in (cost, digits), ``cost`` ``time`` or
+    ``nfe``: the points no other point beats in both (no cheaper-or-equal point with as many
+    or more digits, one of them strictly). Walked from few digits to many, consecutive front
+    points of one series merge into one :class:`FrontPiece`. Identical points are kept once,
+    for the series first by name."""
+    if cost not in _FRONT_COSTS:
+        raise ValueError(f"cost must be one of {', '.join(_FRONT_COSTS)}, got {cost!r}")
+    pts = []
+    for c in problem_curves:
+        values = np.asarray(c.time if cost == "time" else c.nfe, dtype=float)
+        for x, d in zip(values, np.asarray(c.digits, dtype=float), strict=True):
+            if np.isfinite(x) and np.isfinite(d):
+                pts.append((float(x), -float(d), c.series))
+    pts.sort()  # cost ascending, then digits descending, then series name
+    front: list[tuple[float, float, str]] = []
+    best = -np.inf
+    for x, neg_d, series in pts:
+        d = -neg_d
+        if d > best:  # more digits than every cheaper-or-equal point
+            front.append((x, d, series))
+            best = d
+    pieces: list[FrontPiece] = []
+    for _, d, series in front:  # cost and digits both ascend along the front
+        if pieces and pieces[-1].series == series:
+            pieces[-1] = FrontPiece(series, pieces[-1].digits_lo, d)
+        else:
+            pieces.append(FrontPiece(series, d, d))
+    return pieces
 
 
 def tolerance_fit(curve: Curve) -> ToleranceFit | None:
-    raise NotImplementedError
+    """``E ≈ C · rtol^p`` by least squares in log10 (E = 10^-scd) over an adaptive curve's
+    points with a finite, positive E and rtol: the tolerance proportionality that DETEST
+    (Hull, Enright, Fellen & Sedgwick, SIAM J. Numer. Anal. 1972) and ACM TOMS algorithm 648
+    report; p near 1 means the error is proportional to the tolerance, C how far the error
+    sits above (C > 1) or below it. None for a fixed-step curve or fewer than three points
+    (or fewer than two distinct tolerances)."""
+    if not curve.adaptive:
+        return None
+    rtol = np.asarray(curve.setting, dtype=float)
+    err = 10.0 ** -np.asarray(curve.digits, dtype=float)
+    keep = np.isfinite(rtol) & (rtol > 0) & np.isfinite(err) & (err > 0)
+    x, y = np.log10(rtol[keep]), np.log10(err[keep])
+    if x.size < 3 or np.unique(x).size < 2:
+        return None
+    p, log_c = np.polyfit(x, y, 1)
+    resid = y - (log_c + p * x)
+    return ToleranceFit(series=curve.series, C=float(10 ** log_c), p=float(p),
+                        n_points=int(x.size), problem=curve.problem,
+                        rms_residual=float(np.sqrt(np.mean(resid ** 2))))
 
 
 def no_correct_digits(df: pd.DataFrame) -> pd.Series:
-    raise NotImplementedError
+    """True for the plain solves whose status is ok but whose scd is at most 0: the solver
+    said it succeeded, and not one digit of its answer is right (scd -13 is an error 10^13
+    times the solution). Aligned with ``df``'s index; False elsewhere."""
+    if df is None or len(df) == 0:
+        return pd.Series(False, index=getattr(df, "index", pd.RangeIndex(0)), dtype=bool)
+    kind = _text(df, "kind", "solve").replace("", "solve")
+    flag = (kind == "solve") & (_text(df, "status") == "ok") & (_num(df, "scd") <= 0)
+    return flag.astype(bool)
 
 
-def gradient_findings(df: pd.DataFrame) -> list[GradientFinding]:
-    raise NotImplementedError
+def _nbytes(n: float) -> str:
+    if not np.isfinite(n):
+        return "unknown"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _grad_time(rows: pd.DataFrame) -> pd.Series:
+    """The median time of a gradient: ``time_median_s``, else forward plus backward."""
+    total = _num(rows, "time_median_s")
+    parts = _num(rows, "time_forward_median_s") + _num(rows, "time_backward_median_s")
+    return total.where(total.notna(), parts)
+
+
+def gradient_findings(df: pd.DataFrame,
+                      error_level: float = GRAD_ERROR_LEVEL) -> list[GradientFinding]:
+    """Per problem with gradient cases (name order): the mode that saves the least memory and
+    the fastest mode at a gradient error of at most ``error_level``.
+
+    Memory: each mode's peak ``mem_saved_bytes`` over the cases (ladder and setting) in
+    which every mode of the problem succeeded with a memory figure, so that the modes are
+    compared at the same settings (the finest of them included); where no case has all modes,
+    over each mode's own ok cases. Ties go to the first mode in
+    :data:`reports.gradients.MODE_ORDER`. Speed: the case with the least median gradient time
+    (``time_median_s``, else forward plus backward) among the ok cases whose ``grad_rel_err``
+    is at most ``error_level``: a fast gradient that is wrong is no use.
+    """
+    grad = gradient_rows(df) if df is not None and len(df) and "problem" in df else None
+    if grad is None or len(grad) == 0:
+        return []
+    grad = grad.copy()
+    for c in ("solver", "device", "dtype", "batch", "rtol", "atol", "n_steps_requested",
+              "grad_mode", "status", "status_backward"):
+        if c not in grad:
+            grad[c] = pd.NA
+    for c in ("rtol", "atol", "n_steps_requested"):  # JSON values may come as objects
+        grad[c] = _num(grad, c)
+    grad = add_labels(grad)
+    grad["_ok"] = [is_ok(r) for _, r in grad.iterrows()]
+    grad["_mode"] = _text(grad, "grad_mode", "unknown")
+    grad["_mem"], grad["_err"], grad["_time"] = (_num(grad, "mem_saved_bytes"),
+                                                 _num(grad, "grad_rel_err"), _grad_time(grad))
+    grad["_problem"] = _text(grad, "problem", "unknown")
+    out = []
+    for problem, rows in grad.groupby("_problem", sort=True):
+        out.append(_gradient_finding(str(problem), rows, error_level))
+    return out
+
+
+def _gradient_finding(problem: str, rows: pd.DataFrame, level: float) -> GradientFinding:
+    ok = rows[rows["_ok"]]
+    modes = modes_in_order(rows["_mode"].unique())
+    with_mem = ok[ok["_mem"].notna()]
+    mem_modes = modes_in_order(with_mem["_mode"].unique())
+    common = [g for _, g in with_mem.groupby(["label", "setting_key"], sort=False)
+              if set(g["_mode"]) >= set(mem_modes)]
+    pool = pd.concat(common) if common else with_mem
+    peaks = {m: float(pool.loc[pool["_mode"] == m, "_mem"].max()) for m in mem_modes
+             if (pool["_mode"] == m).any()}
+    least_mode, least_bytes, tied = None, float("nan"), ()
+    if peaks:
+        least_bytes = min(peaks.values())
+        tied = tuple(m for m in mem_modes if m in peaks and peaks[m] == least_bytes)
+        least_mode = tied[0]
+    good = ok[ok["_err"].notna() & (ok["_err"] <= level) & ok["_time"].notna()]
+    fast_mode, fast_time, fast_case = None, float("nan"), ""
+    if len(good):
+        best = good.loc[good["_time"].idxmin()]
+        fast_mode, fast_time = str(best["_mode"]), float(best["_time"])
+        fast_case = f"{best['label']}, {best['setting_key']}"
+    parts = []
+    if least_mode is not None:
+        who = " and ".join(tied) if len(tied) > 1 else least_mode
+        verb = "save" if len(tied) > 1 else "saves"
+        worst = max(peaks, key=lambda m: peaks[m])
+        where = "at the same settings" if common else "over their own cases"
+        memo = f"{who} {verb} the least memory ({_nbytes(least_bytes)} at most {where}"
+        if peaks[worst] > least_bytes:
+            memo += f", against {_nbytes(peaks[worst])} for {worst}"
+        parts.append(memo + ")")
+    elif modes:
+        parts.append("no mode has a memory figure")
+    if fast_mode is not None:
+        parts.append(f"the fastest gradient within a relative error of {level:.0e} is "
+                     f"{fast_mode} ({fast_case}: {fmt_seconds(fast_time)})")
+    else:
+        parts.append(f"no ok case reached a gradient error of {level:.0e}")
+    text = f"On {problem}, " + "; ".join(parts) + "."
+    return GradientFinding(problem=problem, least_memory_mode=least_mode,
+                           least_memory_bytes=least_bytes, fastest_mode=fast_mode,
+                           fastest_time_s=fast_time, grad_error_level=float(level), text=text,
+                           least_memory_modes=tied, fastest_case=fast_case,
+                           modes=tuple(modes))
 
 
 def training_findings(df: pd.DataFrame) -> list[TrainingFinding]:
-    raise NotImplementedError
+    """Per training task (name order): the (solver, grad_mode) that reached the task's target
+    loss in the least wall time (``time_to_target_s``) among the ok cases that reached it,
+    and the runner-up; where none reached the target (or the task has none), ``solver`` is
+    None and the text says so."""
+    from reports.training import train_rows  # imported late: reports.training draws figures
+
+    train = train_rows(df) if df is not None and len(df) and "kind" in df else None
+    if train is None or len(train) == 0:
+        return []
+    train = train.copy()
+    task = _text(train, "task")
+    train["_task"] = task.where(task != "", _text(train, "problem", "unknown"))
+    train["_who"] = (_text(train, "solver", "unknown") + " · "
+                     + _text(train, "grad_mode", "unknown"))
+    train["_ttt"] = _num(train, "time_to_target_s")
+    train["_it"] = _num(train, "iteration_to_target")
+    train["_target"] = _num(train, "target_loss")
+    out = []
+    for name, rows in train.groupby("_task", sort=True):
+        ok = rows[_text(rows, "status") == "ok"]
+        hit = ok[ok["_ttt"].notna() & (ok["_it"].notna() | ("iteration_to_target" not in ok))]
+        hit = hit.sort_values(["_ttt", "_who"], kind="mergesort")
+        if len(hit):
+            best = hit.iloc[0]
+            runner = hit[hit["_who"] != best["_who"]]
+            runner_up = str(runner.iloc[0]["_who"]) if len(runner) else None
+            text = (f"On {name}, {best['_who']} reached the target loss first, in "
+                    f"{fmt_seconds(best['_ttt'])}")
+            if runner_up is not None:
+                ratio = float(runner.iloc[0]["_ttt"]) / float(best["_ttt"]) \
+                    if best["_ttt"] > 0 else float("nan")
+                text += f"; next {runner_up} at {ratio:.2g}× that time"
+            text += f" ({len(hit)} of {len(rows)} case(s) reached it)."
+            out.append(TrainingFinding(task=str(name), solver=_text(hit, "solver").iloc[0],
+                                       grad_mode=_text(hit, "grad_mode").iloc[0],
+                                       time_to_target_s=float(best["_ttt"]),
+                                       runner_up=runner_up, text=text,
+                                       n_reached=len(hit), n_cases=len(rows)))
+            continue
+        if rows["_target"].notna().any():
+            target = float(rows["_target"].dropna().iloc[0])
+            text = (f"On {name}, no case reached the target loss {target:.3g} "
+                    f"({len(ok)} of {len(rows)} case(s) ran to the end).")
+        else:
+            text = f"On {name}, there is no target loss, so no time to target is compared."
+        out.append(TrainingFinding(task=str(name), solver=None, grad_mode=None,
+                                   time_to_target_s=float("nan"), runner_up=None, text=text,
+                                   n_reached=0, n_cases=len(rows)))
+    return out
 
 
 def findings(df: pd.DataFrame, meta: Mapping[str, Any]) -> Findings:
-    raise NotImplementedError
+    """Everything above for one run's rows and its meta.json: the family findings at
+    :data:`DIGIT_LEVELS`, each problem's Pareto fronts, the tolerance fits, the gradient and
+    training headlines, the count of rows by status and the ok solves with no correct
+    digit."""
+    meta = meta if isinstance(meta, Mapping) else {}
+    problems_meta = meta.get("problems")
+    problems_meta = problems_meta if isinstance(problems_meta, Mapping) else {}
+    if df is None or len(df) == 0:
+        return Findings()
+    out = Findings()
+    out.solve = family_findings(df, problems_meta)
+    by_problem: dict[str, list[Curve]] = {}
+    for c in curves(df):
+        by_problem.setdefault(c.problem, []).append(c)
+        fit = tolerance_fit(c)
+        if fit is not None:
+            out.tolerance_fits.setdefault(c.problem, []).append(fit)
+    for p, cs in by_problem.items():
+        out.fronts[p] = pareto_front(cs, "time")
+        out.fronts_nfe[p] = pareto_front(cs, "nfe")
+    out.gradients = gradient_findings(df)
+    out.training = training_findings(df)
+    status = _text(df, "status", "unknown").replace("", "unknown")
+    out.status_counts = {str(k): int(v) for k, v in status.value_counts().sort_index().items()}
+    wrong = no_correct_digits(df)
+    out.wrong_but_ok = int(wrong.sum())
+    out.wrong_but_ok_cases = tuple(_text(df[wrong], "case_id"))
+    return out

@@ -1,13 +1,15 @@
 """The per problem x solver summary a person picks a solver from.
 
-For every (problem, solver) pair: how many cases succeeded, the best error reached and what
-it cost, and the cheapest case reaching each target accuracy in :data:`TARGET_DIGITS`.
+For every (problem, series) pair: how many cases succeeded, the best accuracy reached and
+what it cost, and what it costs to reach each target accuracy in :data:`TARGET_DIGITS`.
 
-"Cheapest to reach d digits" is the smallest harness-counted NFE among the pair's ok cases
-whose ``scd`` (significant correct digits at the end point, IVP test set definition) is at
-least d. It is what this sweep observed, not an interpolation: a solver whose tolerance
-ladder skips past the target pays for the finer setting. Per problem and target the minimum
-is marked, ties included; a target no case reached shows as not reached.
+The error is the report's one measure for plain solves, ``E = 10**-scd`` (scd: significant
+correct digits at the end point, IVP Test Set definition). The cost of a target is
+:func:`reports.findings.cost_at` on the pair's work-precision curve: interpolated between the
+two ladder points that bracket the target, never extrapolated, so a solver whose ladder
+skips past the target is not charged for the finer setting. Per problem and target the
+least NFE and the least time are marked, ties included; a target no case reached shows as
+not reached.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.findings import DIGIT_LEVELS, Cost, cost_at, curves
 from reports.format import is_missing
 
-TARGET_DIGITS: tuple[float, ...] = (4.0, 8.0)
+TARGET_DIGITS: tuple[float, ...] = DIGIT_LEVELS
 VARIANT_COLUMNS = ("kind", "grad_mode", "device", "dtype", "batch")
 
 
@@ -44,21 +47,26 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"].fillna("") == "ok"]
 
 
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """``rows[name]``, empty when the run has no such column."""
+    return rows[name] if name in rows else pd.Series([], dtype=object)
+
+
 def method_text(solver: str, rows: pd.DataFrame, solvers_meta: Mapping[str, Any]) -> str:
     """``explicit RK, adaptive · order 5`` from meta["solvers"], falling back to the columns."""
     info = solvers_meta.get(solver) if isinstance(solvers_meta, Mapping) else None
     info = info if isinstance(info, Mapping) else {}
     kind = info.get("kind")
     if is_missing(kind):
-        kinds = rows["solver_kind"].dropna().unique()
+        kinds = _column(rows, "solver_kind").dropna().unique()
         kind = str(kinds[0]) if len(kinds) else None
     order = info.get("order")
     if is_missing(order):
-        orders = rows["order"].dropna().unique()
+        orders = _column(rows, "order").dropna().unique()
         order = int(orders[0]) if len(orders) else None
     adaptive = info.get("adaptive")
     if adaptive is None:
-        vals = rows["adaptive"].dropna().unique()
+        vals = _column(rows, "adaptive").dropna().unique()
         adaptive = bool(vals[0]) if len(vals) == 1 else None
     parts = [str(kind) if kind else "unknown kind"]
     says_steps = bool(kind) and any(w in str(kind) for w in ("adaptive", "fixed"))
@@ -71,24 +79,44 @@ def method_text(solver: str, rows: pd.DataFrame, solvers_meta: Mapping[str, Any]
 
 @dataclass
 class SummaryRow:
-    """One (problem, solver) line of the summary table."""
+    """One (problem, series) line of the summary table."""
 
     problem: str
     series: str
     method: str
     n_ok: int
     n_total: int
-    best_err: float = float("nan")
+    best_err: float = float("nan")  # least E = 10^-scd over the ok cases
     nfe_at_best: int | None = None
     time_at_best: float = float("nan")
     time_per_step: float = float("nan")
-    nfe_to_target: dict[float, int | None] = field(default_factory=dict)
-    cheapest: set[float] = field(default_factory=set)
+    nfe_to_target: dict[float, int | None] = field(default_factory=dict)  # rounded cost
+    cheapest: set[float] = field(default_factory=set)  # targets at which its NFE is least
+    cost_to_target: dict[float, Cost | None] = field(default_factory=dict)
+    fastest: set[float] = field(default_factory=set)  # targets at which its time is least
 
 
 def _first_solver(rows: pd.DataFrame) -> str:
     names = rows["solver"].dropna().unique()
     return str(names[0]) if len(names) else "unknown"
+
+
+def _floats(rows: pd.DataFrame, column: str) -> pd.Series:
+    if column not in rows:
+        return pd.Series(np.nan, index=rows.index, dtype=float)
+    return pd.to_numeric(rows[column].astype("object"), errors="coerce").astype(float)
+
+
+def _mark(block: list[SummaryRow], d: float, value: str, marks: str) -> None:
+    costs = [getattr(r.cost_to_target[d], value) for r in block
+             if r.cost_to_target.get(d) is not None]
+    if not costs:
+        return
+    least = min(costs)
+    for r in block:
+        c = r.cost_to_target.get(d)
+        if c is not None and np.isclose(getattr(c, value), least, rtol=1e-12, atol=0.0):
+            getattr(r, marks).add(d)
 
 
 def summarize(df: pd.DataFrame, solvers_meta: Mapping[str, Any] | None = None,
@@ -98,6 +126,7 @@ def summarize(df: pd.DataFrame, solvers_meta: Mapping[str, Any] | None = None,
     ``df`` must have the ``series`` column of :func:`add_series`.
     """
     solvers_meta = solvers_meta or {}
+    by_pair = {(c.problem, c.series): c for c in curves(df)}
     out: list[SummaryRow] = []
     for problem, prob_rows in df.groupby("problem", sort=True, dropna=False):
         block: list[SummaryRow] = []
@@ -106,28 +135,26 @@ def summarize(df: pd.DataFrame, solvers_meta: Mapping[str, Any] | None = None,
             row = SummaryRow(problem=str(problem), series=str(series),
                              method=method_text(_first_solver(rows), rows, solvers_meta),
                              n_ok=len(ok), n_total=len(rows))
-            with_err = ok[ok["err_max"].notna()]
-            if len(with_err):
-                best = with_err.loc[with_err["err_max"].astype(float).idxmin()]
-                row.best_err = float(best["err_max"])
+            scd = _floats(ok, "scd")
+            scd = scd[np.isfinite(scd)]
+            if len(scd):
+                best = ok.loc[scd.idxmax()]
+                row.best_err = float(10.0 ** -scd.max())
                 row.nfe_at_best = None if is_missing(best["nfe"]) else int(best["nfe"])
                 row.time_at_best = (float("nan") if is_missing(best["time_median_s"])
                                     else float(best["time_median_s"]))
-            per_step = (ok["time_median_s"].astype(float)
-                        / ok["n_steps"].astype(float).where(ok["n_steps"].astype(float) > 0))
-            per_step = per_step.dropna()
+            steps = _floats(ok, "n_steps")
+            per_step = (_floats(ok, "time_median_s") / steps.where(steps > 0)).dropna()
             if len(per_step):
                 row.time_per_step = float(np.median(per_step))
+            curve = by_pair.get((str(problem), str(series)))
             for d in targets:
-                hit = ok[(ok["scd"].astype(float) >= d) & ok["nfe"].notna()]
-                row.nfe_to_target[d] = int(hit["nfe"].min()) if len(hit) else None
+                cost = cost_at(curve, d) if curve is not None else None
+                row.cost_to_target[d] = cost
+                row.nfe_to_target[d] = None if cost is None else int(round(cost.nfe))
             block.append(row)
         for d in targets:
-            reached = [r.nfe_to_target[d] for r in block if r.nfe_to_target[d] is not None]
-            if reached:
-                least = min(reached)
-                for r in block:
-                    if r.nfe_to_target[d] == least:
-                        r.cheapest.add(d)
+            _mark(block, d, "nfe", "cheapest")
+            _mark(block, d, "time", "fastest")
         out.extend(block)
     return out
