@@ -1,7 +1,8 @@
 """The command line: ``python -m harness VERB``.
 
 Verbs are the user's vocabulary: ``run`` a suite, ``list`` what is registered, ``report`` a run
-folder as HTML, ``show`` a run's summary (or the results schema). A usage error (unknown name,
+folder as HTML, ``show`` a run's summary (or the results schema), ``compare`` two runs,
+``export`` a run's timings in another tool's format. A usage error (unknown name,
 bad value, broken plugin) prints one message that says what was wrong and what is allowed, and
 exits with code 2.
 """
@@ -217,7 +218,69 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a run's summary, or the results schema")
     sh.add_argument("run_dir", type=Path, nargs="?")
     sh.add_argument("--schema", action="store_true", help="print the results schema")
+
+    _compare_parser(sub)
+    _export_parser(sub)
     return p
+
+
+def _factor(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v) or v <= 1:
+        raise argparse.ArgumentTypeError(f"{s!r}: the factor must be a number above 1, e.g. 1.1")
+    return v
+
+
+def _compare_parser(sub) -> None:
+    from harness.compare import DEFAULT_FACTOR, FailOn
+
+    fail_on = ", ".join(m.value for m in FailOn)
+    c = sub.add_parser(
+        "compare", help="compare two runs case by case (terminal table and compare.html)",
+        description="Compare run B against run A, matching cases by case id. A time counts as "
+        "changed when the ratio of the medians is beyond --factor and the difference is "
+        "significant (Mann-Whitney U at p < 0.002 with 7 or more raw samples a side, otherwise "
+        "disjoint 99% confidence intervals of the medians). Status, NFE, steps and errors are "
+        "deterministic: any change is flagged. Marks (asv's): + slower, - faster, ~ beyond the "
+        "factor but not significant, ! newly failing, * fixed. Exactly two runs; to compare "
+        "several against one, run compare once per pair. When the runs come from different "
+        "machines, times are compared only with --times. Exit status: 0; 1 when --fail-on "
+        "finds what it names; 2 for a usage error.")
+    c.add_argument("run_a", type=Path, metavar="RUN_A", help="the run before (the reference)")
+    c.add_argument("run_b", type=Path, metavar="RUN_B", help="the run after")
+    c.add_argument("more", nargs="*", metavar="RUN", help=argparse.SUPPRESS)
+    c.add_argument("--factor", type=_checked(_factor, "a number above 1"),
+                   default=DEFAULT_FACTOR,
+                   help=f"ratio of medians beyond which a time may count as changed "
+                        f"(default {DEFAULT_FACTOR})")
+    c.add_argument("--no-stats", action="store_true",
+                   help="use the factor alone, no significance test")
+    c.add_argument("--times", action="store_true",
+                   help="compare times even when the runs come from different machines")
+    c.add_argument("--fail-on", choices=[m.value for m in FailOn], default=None,
+                   help=f"exit 1 on a regression (slower and significant, newly failing, NFE "
+                        f"or steps up, error worse) or on any flagged change ({fail_on}; "
+                        f"default: exit 0)")
+    c.add_argument("--only-changed", action="store_true",
+                   help="list only the cases with a mark or a changed figure")
+    c.add_argument("--out", type=Path,
+                   help="where to write the HTML: a file, or a folder to hold compare.html "
+                        "(default: ./compare.html)")
+
+
+def _export_parser(sub) -> None:
+    from harness.export import FORMATS
+
+    e = sub.add_parser(
+        "export", help="write a run's timings in another tool's format",
+        description="Write the timings of a run's cases in another tool's format "
+        f"({', '.join(FORMATS)}). Only cases that ended ok and have raw wall-time samples are "
+        "written; how many were left out, and why, is printed.")
+    e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    e.add_argument("--format", dest="fmt", required=True, metavar="FORMAT",
+                   help=f"one of: {', '.join(FORMATS)}")
+    e.add_argument("--out", type=Path,
+                   help="the file to write (default: RUN_DIR/<format>.json)")
 
 
 # --------------------------------------------------------------------------------------- list
@@ -352,50 +415,74 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 class Progress:
-    """A one-line progress bar on stderr: cases done, the case running, and an ETA."""
+    """Progress on stderr, drawn by tqdm: cases done of all, the ETA, and the case running.
+
+    On a terminal it is one live bar (with the running training case's ``detail``); when stderr
+    is a file or a pipe it writes a plain line every 10% and at the end, never a carriage
+    return. Called as ``progress(i, n, case, elapsed)`` before each case (``case`` None at the
+    end) and ``progress.detail(text)`` while a case runs.
+    """
+
+    BAR_FORMAT = "[{bar:24}] {n_fmt}/{total_fmt} {percentage:3.0f}%  ETA {remaining}  {desc}"
+    LINE_FORMAT = "{n_fmt}/{total_fmt} {percentage:3.0f}%  ETA {remaining}  {desc}"
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self._last_line = -1
-        self._state: tuple[int, int, Any, float] | None = None
+        self._case = None
+        self._bar = None
+
+    @staticmethod
+    def _what(case, detail: str = "") -> str:
+        if case is None:
+            return "done"
+        if detail:  # short, so that a narrow terminal keeps it
+            return f"{case.problem} / {case.solver} [{case.grad_mode}]: {detail}"
+        return f"{case.problem} / {case.solver} {case.setting}"
 
     def detail(self, text: str) -> None:
         """How far the running case has got (a training case's iteration), on a terminal."""
-        if self._state is not None and self.tty:
-            self._draw(*self._state, detail=text)
+        if self._bar is not None and self._case is not None:
+            self._bar.set_description_str(self._what(self._case, text))
 
     def __call__(self, i: int, n: int, case, elapsed: float) -> None:
-        self._state = (i, n, case, elapsed) if case is not None else None
-        self._draw(i, n, case, elapsed)
-
-    def _draw(self, i: int, n: int, case, elapsed: float, detail: str = "") -> None:
         if not self.enabled or n == 0:
             return
-        frac = i / n
-        eta = elapsed / i * (n - i) if i else float("nan")
-        bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
-        what = f"{case.problem} / {case.solver} {case.setting}" if case else "done"
-        if detail and case is not None:  # short, so that a narrow terminal keeps it
-            what = f"{case.problem} / {case.solver} [{case.grad_mode}]: {detail}"
-        eta_s = _fmt_duration(eta) if math.isfinite(eta) else "?"
-        line = f"[{bar}] {i}/{n} {frac:4.0%}  ETA {eta_s}  {what}"
+        self._case = case
         if self.tty:
-            width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
-            sys.stderr.write("\r" + line[:width].ljust(width))
-            if case is None:
-                sys.stderr.write("\n")
-        else:  # a log file: a line every 10% and at the end
-            step = int(frac * 10)
-            if step != self._last_line or case is None:
-                self._last_line = step
-                sys.stderr.write(line + "\n")
+            self._draw_bar(i, n, case)
+        else:
+            self._write_line(i, n, case, elapsed)
+
+    def _draw_bar(self, i: int, n: int, case) -> None:
+        from tqdm import tqdm
+
+        what = self._what(case)
+        if self._bar is None:
+            # smoothing=0: the ETA from the average time per case so far, not the last one
+            self._bar = tqdm(total=n, initial=i, desc=what, file=sys.stderr,
+                             bar_format=self.BAR_FORMAT, ascii=" #", dynamic_ncols=True,
+                             smoothing=0, leave=True)
+        self._bar.set_description_str(what, refresh=False)
+        self._bar.update(i - self._bar.n)
+        self._bar.refresh()  # update draws at most every 0.1 s; a new case always shows
+        if case is None:
+            self._bar.close()
+            self._bar = None
+
+    def _write_line(self, i: int, n: int, case, elapsed: float) -> None:
+        """A log file: a line every 10% and at the end."""
+        from tqdm import tqdm
+
+        step = int(i / n * 10)
+        if step == self._last_line and case is not None:
+            return
+        self._last_line = step
+        line = tqdm.format_meter(i, n, elapsed, prefix=self._what(case),
+                                 bar_format=self.LINE_FORMAT)
+        sys.stderr.write(line + "\n")
         sys.stderr.flush()
-
-
-def _fmt_duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _new_run_id(suite: Suite) -> str:
@@ -696,6 +783,56 @@ def cmd_refs(args: argparse.Namespace) -> int:
     return EXIT_USAGE if code == 2 else code
 
 
+def _run_folder(path: Path, what: str) -> None:
+    """Refuse, as a usage error, what is not a run folder (the reader says what it lacks)."""
+    from harness.results import META_FILE, RESULTS_FILE
+
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist; give a run folder (as `run --out` "
+                         "writes)")
+    if not path.is_dir() or not ((path / META_FILE).exists() or (path / RESULTS_FILE).exists()):
+        raise UsageError(f"{what} {path} is not a run folder: give a folder that holds "
+                         f"{META_FILE} and {RESULTS_FILE} (as `run --out` writes)")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import FailOn, compare_runs, terminal_lines
+    from reports.compare_page import COMPARE_FILE, write
+
+    if args.more:
+        raise UsageError(f"compare takes exactly two runs, RUN_A and RUN_B; got "
+                         f"{2 + len(args.more)}. To compare several against one, run compare "
+                         "once per pair")
+    _run_folder(args.run_a, "RUN_A")
+    _run_folder(args.run_b, "RUN_B")
+    comp, warnings = compare_runs(args.run_a, args.run_b, factor=args.factor,
+                                  use_stats=not args.no_stats,
+                                  times=True if args.times else None)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for line in terminal_lines(comp, only_changed=args.only_changed):
+        print(line)
+    path = write(comp, args.out if args.out is not None else Path(COMPARE_FILE))
+    print(f"HTML: {path}")
+    return 1 if comp.fails(FailOn(args.fail_on) if args.fail_on else None) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import FORMATS, export
+
+    if args.fmt not in FORMATS:
+        raise UsageError(f"unknown --format {args.fmt!r}; valid formats: {', '.join(FORMATS)}")
+    _run_folder(args.run_dir, "RUN_DIR")
+    result = export(args.run_dir, args.fmt, args.out)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    left = "; left out: " + ", ".join(f"{k} {why}" for why, k in result.left_out.items())
+    if not result.left_out:
+        left = "; none left out"
+    print(f"wrote {result.path}: {result.written} case(s) as {args.fmt}{left}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------- main
 
 
@@ -716,6 +853,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_show(args)
         if args.verb == "refs":
             return cmd_refs(args)
+        if args.verb == "compare":
+            return cmd_compare(args)
+        if args.verb == "export":
+            return cmd_export(args)
     except (UsageError, SuiteError, registry.RegistryError, RunFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

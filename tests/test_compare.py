@@ -1,0 +1,325 @@
+"""`compare`: two real runs with planted changes, the significance rule, exits and escaping.
+
+The fixture runs (tests/fixtures/run_cmp_a, run_cmp_b; see make_run_cmp.py) differ in exactly
+four planted ways: plant-slow is slower, plant-extra-f makes one more call of f, plant-breaks
+fails, plant-mends is fixed; plant-steady is the control. A has euler and B rk4 besides.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare import (
+    Mark,
+    compare_frames,
+    compare_runs,
+    median_ci,
+    significance,
+)
+from harness.results import META_FILE, RESULTS_FILE, ResultsWriter, to_frame, write_meta
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RUN_A = FIXTURES / "run_cmp_a"
+RUN_B = FIXTURES / "run_cmp_b"
+CASE = "solve/linear/{}/n=8/none/float64/cpu/b1"
+PLANTED_MARKS = {
+    "plant-steady": Mark.SAME,
+    "plant-slow": Mark.WORSE,
+    "plant-extra-f": Mark.SAME,  # its time is unchanged; its NFE is flagged
+    "plant-breaks": Mark.NEWLY_FAILING,
+    "plant-mends": Mark.FIXED,
+}
+
+
+def _compare(capsys, *args: str) -> tuple[int, list[str], str]:
+    code = main(["compare", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def _line_of(lines: list[str], solver: str) -> str:
+    (line,) = [x for x in lines if CASE.format(solver) in x]
+    return line
+
+
+# ------------------------------------------------------------------------------ fixture runs
+
+
+def test_fixture_runs_have_enough_samples_for_the_u_test():
+    comp, _ = compare_runs(RUN_A, RUN_B)
+    timed = [c for c in comp.cases if c.time is not None]
+    assert timed and all(c.time.n_a >= 7 and c.time.n_b >= 7 for c in timed)
+
+
+def test_compare_flags_exactly_the_planted_cases():
+    comp, warnings = compare_runs(RUN_A, RUN_B)
+    assert warnings == [] and comp.machine_diffs == []
+    marks = {c.solver: c.mark for c in comp.cases}
+    assert marks == PLANTED_MARKS
+    figures = {c.solver: [f.describe() for f in c.figures] for c in comp.cases}
+    assert figures == {
+        "plant-steady": [], "plant-slow": [], "plant-extra-f": ["NFE 33 -> 34"],
+        "plant-breaks": ["status ok -> error"], "plant-mends": ["status error -> ok"],
+    }
+    assert {c.solver for c in comp.regressions} == {"plant-slow", "plant-extra-f",
+                                                    "plant-breaks"}
+    assert {c.solver for c in comp.changes} == {"plant-slow", "plant-extra-f", "plant-breaks",
+                                                "plant-mends"}
+
+
+def test_compare_lists_cases_present_in_only_one_run(capsys, tmp_path):
+    code, lines, _ = _compare(capsys, RUN_A, RUN_B, "--out", tmp_path)
+    assert code == 0
+    assert lines[lines.index("only in A (1):") + 1].strip() == CASE.format("euler")
+    assert lines[lines.index("only in B (1):") + 1].strip() == CASE.format("rk4")
+
+
+def test_compare_terminal_marks(capsys, tmp_path):
+    _, lines, _ = _compare(capsys, RUN_A, RUN_B, "--out", tmp_path)
+    for solver, mark in PLANTED_MARKS.items():
+        assert _line_of(lines, solver)[0] == str(mark), solver
+    assert "NFE 33 -> 34" in _line_of(lines, "plant-extra-f")
+    assert "Mann-Whitney U p=" in _line_of(lines, "plant-slow")
+    assert lines[-1] == f"HTML: {tmp_path / 'compare.html'}"
+
+
+def test_a_run_compared_with_itself_has_no_change(capsys, tmp_path):
+    code, lines, _ = _compare(capsys, RUN_A, RUN_A, "--out", tmp_path,
+                              "--fail-on", "any-change")
+    assert code == 0
+    assert "0 regression(s), 0 change(s)" in lines[-2]
+
+
+@pytest.mark.parametrize("fail_on, code", [(None, 0), ("regression", 1), ("any-change", 1)])
+def test_fail_on_exit_codes(capsys, tmp_path, fail_on, code):
+    extra = ["--fail-on", fail_on] if fail_on else []
+    assert _compare(capsys, RUN_A, RUN_B, "--out", tmp_path, *extra)[0] == code
+
+
+def _copy(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+def _only_solvers(run: Path, solvers: set[str]) -> None:
+    path = run / RESULTS_FILE
+    lines = [x for x in path.read_text().splitlines() if json.loads(x)["solver"] in solvers]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_fail_on_regression_ignores_a_fixed_case(capsys, tmp_path):
+    a, b = _copy(RUN_A, tmp_path / "a"), _copy(RUN_B, tmp_path / "b")
+    for run in (a, b):
+        _only_solvers(run, {"plant-steady", "plant-mends"})
+    assert _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")[0] == 0
+    assert _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "any-change")[0] == 1
+
+
+def test_html_goes_to_the_current_folder_by_default(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, lines, _ = _compare(capsys, RUN_A, RUN_B)
+    assert lines[-1] == "HTML: compare.html"
+    html = (tmp_path / "compare.html").read_text()
+    assert "<style>" in html and 'rel="stylesheet"' not in html  # self-contained
+    assert 'id="machine-warning"' not in html
+
+
+# ------------------------------------------------------------------------------ machines
+
+
+def _other_machine(tmp_path: Path) -> Path:
+    b = _copy(RUN_B, tmp_path / "b-elsewhere")
+    meta = json.loads((b / META_FILE).read_text())
+    meta["environment"]["cpu"] = "Another CPU 9000"
+    meta["environment"]["hostname"] = "elsewhere"
+    (b / META_FILE).write_text(json.dumps(meta))
+    return b
+
+
+def test_different_machines_compare_only_deterministic_figures(capsys, tmp_path):
+    b = _other_machine(tmp_path)
+    code, lines, _ = _compare(capsys, RUN_A, b, "--out", tmp_path, "--fail-on", "regression")
+    assert lines[0].startswith("WARNING: the runs were measured on different machines")
+    assert "Another CPU 9000" in lines[0] and "elsewhere" in lines[0]
+    assert "times are NOT compared" in lines[0]
+    assert _line_of(lines, "plant-slow")[0] == " "  # its time is not compared
+    assert _line_of(lines, "plant-breaks")[0] == "!"
+    assert "NFE 33 -> 34" in _line_of(lines, "plant-extra-f")
+    assert code == 1  # NFE up and a new failure are regressions on any machine
+    html = (tmp_path / "compare.html").read_text()
+    assert 'id="machine-warning"' in html and "different machines" in html
+
+
+def test_times_compares_times_across_machines(capsys, tmp_path):
+    b = _other_machine(tmp_path)
+    _, lines, _ = _compare(capsys, RUN_A, b, "--out", tmp_path, "--times")
+    assert lines[0].startswith("WARNING:") and "times compared anyway" in lines[0]
+    assert _line_of(lines, "plant-slow")[0] == "+"
+
+
+# ------------------------------------------------------------------------------ synthetic runs
+
+
+def _row(solver: str, samples: list[float], **kw) -> dict:
+    row = {"case_id": CASE.format(solver), "kind": "solve", "problem": "linear",
+           "solver": solver, "status": "ok", "message": "", "nfe": 32, "n_steps": 8,
+           "err_max": 1e-3, "scd": 3.0, "time_samples_s": samples,
+           "time_median_s": float(np.median(samples)), "repeats": len(samples)}
+    return row | kw
+
+
+def _write_run(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    write_meta(folder, {"run_id": folder.name, "environment": {"cpu": "x", "hostname": "h"}})
+    with ResultsWriter(folder) as w:
+        for row in rows:
+            w.write(row)
+    return folder
+
+
+def test_no_stats_uses_the_factor_alone(capsys, tmp_path):
+    # 3 samples a side: too few for the U test or a 99% CI, so never significant with stats
+    a = _write_run(tmp_path / "a", [_row("few", [1.0, 1.01, 0.99])])
+    b = _write_run(tmp_path / "b", [_row("few", [1.5, 1.52, 1.49])])
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    assert _line_of(lines, "few").startswith("~")
+    assert "too few samples" in _line_of(lines, "few")
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--no-stats",
+                              "--fail-on", "regression")
+    assert _line_of(lines, "few").startswith("+") and code == 1
+
+
+def test_factor_bounds_a_time_change(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    a = _write_run(tmp_path / "a", [_row("s", list(1.0 + 0.001 * rng.standard_normal(20)))])
+    b = _write_run(tmp_path / "b", [_row("s", list(1.05 + 0.001 * rng.standard_normal(20)))])
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    assert _line_of(lines, "s").startswith(" ")  # significant, but within 1.1
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--factor", "1.01")
+    assert _line_of(lines, "s").startswith("+")
+
+
+@pytest.mark.parametrize("column, a, b, flagged", [
+    ("err_max", 1e-3, 1e-3 * (1 + 1e-12), False),
+    ("err_max", 1e-3, 1e-3 * (1 + 1e-6), True),
+    ("scd", 3.0, 3.0 - 1e-7, True),
+    ("nfe", 32, 33, True),
+    ("n_steps", 8, 7, True),
+    ("nfe_backward", 10, 10, False),
+])
+def test_deterministic_figures_flag_any_change_beyond_a_tiny_tolerance(column, a, b, flagged):
+    samples = [1.0] * 8
+    cases, _, _ = compare_frames(to_frame([_row("s", samples, **{column: a})]),
+                                 to_frame([_row("s", samples, **{column: b})]))
+    assert bool(cases[0].figures) is flagged
+    if flagged:
+        assert cases[0].changed
+
+
+def test_fewer_steps_is_a_change_but_not_a_regression():
+    samples = [1.0] * 8
+    cases, _, _ = compare_frames(to_frame([_row("s", samples, n_steps=8)]),
+                                 to_frame([_row("s", samples, n_steps=7)]))
+    assert cases[0].changed and not cases[0].regression
+
+
+# ------------------------------------------------------------------------------ escaping
+
+
+def test_strings_from_a_run_are_escaped_in_compare_html(capsys, tmp_path):
+    evil = '<script>alert("odebench")</script>'
+    a, b = _copy(RUN_A, tmp_path / "a"), _copy(RUN_B, tmp_path / "b")
+    for run in (a, b):
+        path = run / RESULTS_FILE
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        for row in rows:
+            if row["solver"] == "plant-breaks":
+                row["solver"] = evil
+                row["message"] = evil
+        rows.append(dict(rows[0], case_id=f"only/{evil}/{run.name}", solver=evil))
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta = json.loads((b / META_FILE).read_text())
+    meta["environment"]["hostname"] = evil
+    (b / META_FILE).write_text(json.dumps(meta))
+    _compare(capsys, a, b, "--out", tmp_path / "page.html")
+    html = (tmp_path / "page.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(&#34;odebench&#34;)&lt;/script&gt;" in html
+
+
+# ------------------------------------------------------------------------------ usage errors
+
+
+def test_a_folder_that_is_not_a_run_is_a_usage_error(capsys, tmp_path):
+    code, _, err = _compare(capsys, RUN_A, tmp_path)
+    assert code == 2
+    assert f"RUN_B {tmp_path} is not a run folder" in err and "meta.json" in err
+
+
+def test_a_missing_folder_is_a_usage_error(capsys, tmp_path):
+    code, _, err = _compare(capsys, tmp_path / "nope", RUN_B)
+    assert code == 2 and "does not exist" in err
+
+
+def test_more_than_two_runs_is_a_usage_error(capsys):
+    code, _, err = _compare(capsys, RUN_A, RUN_B, RUN_B)
+    assert code == 2 and "exactly two runs" in err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--fail-on", "sometimes"], "choose from 'regression', 'any-change'"),
+    (["--factor", "0.9"], "the factor must be a number above 1"),
+    (["--factor", "fast"], "'fast' is not a number above 1"),
+])
+def test_bad_option_values_exit_2_naming_what_is_allowed(capsys, args, says):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", str(RUN_A), str(RUN_B), *args])
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ significance
+
+
+def test_clearly_different_samples_are_significant():
+    rng = np.random.default_rng(0)
+    sig = significance(1.0 + 0.01 * rng.standard_normal(10), 1.2 + 0.01 * rng.standard_normal(10))
+    assert sig.significant and sig.test == "mann-whitney" and sig.p_value < 0.002
+
+
+def test_samples_of_one_distribution_are_not_significant():
+    rng = np.random.default_rng(0)
+    sig = significance(1.0 + 0.01 * rng.standard_normal(30), 1.0 + 0.01 * rng.standard_normal(30))
+    assert not sig.significant and sig.test == "mann-whitney"
+
+
+def test_six_samples_a_side_use_the_ci_rule():
+    # the U test cannot reach p < 0.002 with 6 a side (its smallest p is 2/924)
+    sig = significance([1.0] * 6, [2.0] * 6)
+    assert sig.test == "ci" and not sig.significant
+
+
+def test_few_samples_are_never_significant():
+    sig = significance([1.0, 1.0, 1.0], [5.0, 5.0, 5.0])
+    assert sig.test == "ci" and not sig.significant and "too few samples" in sig.why
+
+
+@pytest.mark.parametrize("n, expected", [(7, None), (8, (0.0, 7.0)), (20, (3.0, 16.0))])
+def test_median_ci_from_order_statistics(n, expected):
+    # n = 20 at 99%, B ~ Binomial(20, 1/2): k = 4 is the largest with 2 P(B <= k - 1) <= 0.01
+    # (2 P(B <= 3) = 0.0026, 2 P(B <= 4) = 0.012), so the interval is [x_(4), x_(17)]
+    assert median_ci(list(range(n))) == expected
+
+
+@pytest.mark.parametrize("shift, significant", [(15.0, True), (0.5, False)])
+def test_ci_rule_needs_disjoint_intervals(shift, significant):
+    a = [float(x) for x in range(20)]
+    b = [x + shift for x in a]
+    sig = significance(a, b, min_samples=100)  # force the CI rule
+    assert sig.test == "ci" and sig.significant is significant
