@@ -768,8 +768,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     if meta.get("resumes"):
         summary["resumes"] = [r.get("command") for r in meta["resumes"]]
     print(json.dumps(summary, indent=2))
+    _print_findings(meta, df)
     _print_summary(df)
     return 0
+
+
+def _print_findings(meta, df) -> None:
+    """The report's headline findings, one sentence each: the solver to pick per problem
+    family and accuracy, the gradient mode with least memory, the fastest way to train."""
+    if df.empty:
+        return
+    from reports.findings import ERROR_TEXT, findings
+
+    found = findings(df, meta)
+    lines = [f.text for f in found.solve] + [g.text for g in found.gradients]
+    lines += [t.text for t in found.training]
+    if found.wrong_but_ok:
+        lines.append(f"{found.wrong_but_ok} case(s) ended ok with no correct digit "
+                     "(scd <= 0): their status is not to be trusted.")
+    if not lines:
+        return
+    print()
+    print(f"Findings (error: {ERROR_TEXT}):")
+    for line in lines:
+        print(f"- {line}")
 
 
 def cmd_refs(args: argparse.Namespace) -> int:

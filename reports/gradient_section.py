@@ -2,17 +2,29 @@
 
 One block per problem that has gradient cases (``kind == "gradient"``), built from
 :mod:`reports.gradients`; every figure and table has a line saying what it shows and how
-to read it.
+to read it. The two figures (saved memory against steps, gradient error against the setting)
+are drawn here; the settings of a case (``rtol=1e-03``) sit in cells that do not wrap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from reports import format as fmt
-from reports.figures import gradient_error_svg, memory_svg
+from reports.figures import (
+    MARKERS,
+    PALETTE,
+    plain,
+    tidy_log_axis,
+    to_svg,
+    widen_log_ylim,
+    with_rc,
+)
 from reports.gradients import (
     ADJOINT,
     BACKPROP,
@@ -37,8 +49,150 @@ KIB = 1024.0
 TITLE = "Gradients: memory, accuracy, NFE and time of each mode"
 
 
+# ---------------------------------------------------------------------------------------------
+# figures
+MODE_COLORS = {"backprop": "#1f77b4", "adjoint": "#d62728", "adjoint-seminorm": "#ff7f0e",
+               "checkpoint": "#2ca02c"}
+
+
+def mode_colors(modes: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per built-in gradient mode; other modes take the remaining palette."""
+    spare = [c for c in PALETTE if c not in MODE_COLORS.values()]
+    out, k = {}, 0
+    for m in modes:
+        if m in MODE_COLORS:
+            out[m] = MODE_COLORS[m]
+        else:
+            out[m] = spare[k % len(spare)]
+            k += 1
+    return out
+
+
+_MODE_LINES = ("-", "--", ":", "-.")
+_MODE_SIZES = (7.5, 6.0, 4.5, 3.0)
+
+
+def mode_draw(modes: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Line style and marker size per mode, in the given order: modes that coincide (the
+    adjoint and its seminorm on fixed steps, backprop and checkpoint) still show, as
+    concentric markers and interleaved dashes."""
+    colors = mode_colors(modes)
+    return {m: {"color": colors[m], "linestyle": _MODE_LINES[i % len(_MODE_LINES)],
+                "markersize": _MODE_SIZES[i % len(_MODE_SIZES)]} for i, m in enumerate(modes)}
+
+
+def label_markers(labels: Sequence[str]) -> dict[str, str]:
+    """A marker per ladder (solver), in sorted order: o, s, ^, ..."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(sorted(set(labels)))}
+
+
+def memory_svg(rows: pd.DataFrame, modes: Sequence[str], prefix: str, title: str) -> Markup:
+    """Log-log memory saved for backward (``mem_saved_bytes``) against attempted forward
+    steps: colour = gradient mode, marker = solver (fixed-step ladders solid, adaptive ones
+    dashed), all on one axes.
+
+    ``rows`` are ok gradient rows with positive ``n_steps`` and ``mem_saved_bytes`` and the
+    ``label``/``fixed`` columns of :func:`reports.gradients.add_labels`.
+    """
+
+    def draw() -> Markup:
+        fig = Figure(figsize=(7.2, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        drawn = mode_draw(modes)
+        markers = label_markers(rows["label"].tolist())
+        for label in sorted(markers):
+            for mode in modes:
+                g = rows[(rows["label"] == label) & (rows["grad_mode"] == mode)]
+                if g.empty:
+                    continue
+                g = g.sort_values("n_steps")
+                ax.plot(g["n_steps"].astype(float), g["mem_saved_bytes"].astype(float),
+                        marker=markers[label], linewidth=1.1, **drawn[mode])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        widen_log_ylim(ax)
+        tidy_log_axis(ax.xaxis)
+        tidy_log_axis(ax.yaxis)
+        ax.set_xlabel("attempted forward steps")
+        ax.set_ylabel("memory saved for the backward pass [bytes]")
+        present = set(rows["grad_mode"].astype(str))
+        handles = [Line2D([], [], linewidth=1.5, color=drawn[m]["color"],
+                          linestyle=drawn[m]["linestyle"], label=plain(m))
+                   for m in modes if m in present]
+        handles += [Line2D([], [], color="0.3", marker=markers[lab], markersize=5,
+                           linestyle="none", label=plain(lab)) for lab in sorted(markers)]
+        fig.legend(handles=handles, loc="outside right center")
+        ax.set_title(plain(title), fontsize=10)
+        return to_svg(fig, prefix, title)
+
+    return with_rc(draw)
+
+
+def gradient_error_svg(rows: pd.DataFrame, modes: Sequence[str], prefix: str,
+                       title: str) -> Markup:
+    """The gradient's relative error (``grad_rel_err``) per mode, one panel per solver
+    ladder: against the number of steps for a fixed-step solver, against rtol (finer to the
+    right) for an adaptive one.
+
+    ``rows`` are ok gradient rows with a positive ``grad_rel_err`` and the columns of
+    :func:`reports.gradients.add_labels`.
+    """
+
+    def draw() -> Markup:
+        labels = sorted(rows["label"].unique())
+        ncols = min(len(labels), 3)
+        nrows = -(-len(labels) // ncols)
+        fig = Figure(figsize=(3.4 * ncols + 0.6, 3.2 * nrows + 0.6), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+        drawn = mode_draw(modes)
+        markers = label_markers(labels)
+        for ax, label in zip(axes, labels, strict=False):
+            g = rows[rows["label"] == label]
+            fixed = bool(g["fixed"].all())
+            for mode in modes:
+                m = g[g["grad_mode"] == mode].sort_values("x_setting")
+                if m.empty:
+                    continue
+                ax.plot(m["x_setting"].astype(float), m["grad_rel_err"].astype(float),
+                        marker=markers[label], linewidth=1.1, label=plain(mode),
+                        **drawn[mode])
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            if not fixed:
+                ax.invert_xaxis()
+            ax.set_xlabel("number of steps n" if fixed
+                          else "requested relative tolerance rtol (finer →)")
+            ax.set_title(plain(label), fontsize=9)
+            tidy_log_axis(ax.xaxis)
+        for ax in axes[len(labels):]:
+            ax.set_visible(False)
+        widen_log_ylim(axes[0])
+        tidy_log_axis(axes[0].yaxis)
+        for ax in axes[::ncols]:
+            ax.set_ylabel("relative error of the gradient")
+        present = set(rows["grad_mode"].astype(str))
+        handles = [Line2D([], [], linewidth=1.5, color=drawn[m]["color"],
+                          linestyle=drawn[m]["linestyle"], marker="o",
+                          markersize=drawn[m]["markersize"], label=plain(m))
+                   for m in modes if m in present]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+        fig.suptitle(plain(title), fontsize=10)
+        return to_svg(fig, prefix, title)
+
+    return with_rc(draw)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables and text
+
+
 def _figure(svg: Markup, caption: object) -> Markup:
     return tag("figure", join([svg, tag("figcaption", caption)]))
+
+
+def _nowrap(text: object) -> Cell:
+    """A cell kept on one line (``rtol=1e-03`` must not break at the hyphen)."""
+    return Cell(text, class_="nowrap")
 
 
 def _note(text: str | Markup) -> Markup:
@@ -160,7 +314,7 @@ def _error(grad: pd.DataFrame, modes: list[str], prefix: str, problem: str) -> l
     for label, setting, rows in cases(grad):
         by = by_mode(rows)
         errs = [r["err_max"] for r in by.values() if is_ok(r)]
-        cells: list[object] = [label, setting, num(fmt.error(errs[0] if errs else None))]
+        cells: list[object] = [label, _nowrap(setting), num(fmt.error(errs[0] if errs else None))]
         for m in modes:
             r = by.get(m)
             if not is_ok(r):
@@ -197,7 +351,7 @@ def _nfe(grad: pd.DataFrame, modes: list[str], savings: list[Saving]) -> list[ob
     body = []
     for label, setting, rows in cases(grad):
         by = by_mode(rows)
-        cells: list[object] = [label, setting]
+        cells: list[object] = [label, _nowrap(setting)]
         for m in modes:
             r = by.get(m)
             if not is_ok(r):
@@ -252,7 +406,7 @@ def _time(grad: pd.DataFrame, modes: list[str]) -> list[object]:
     body = []
     for label, setting, rows in cases(grad):
         by = by_mode(rows)
-        cells: list[object] = [label, setting]
+        cells: list[object] = [label, _nowrap(setting)]
         for m in modes:
             r = by.get(m)
             if not is_ok(r):
