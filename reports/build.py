@@ -1,31 +1,40 @@
 """Build one self-contained HTML report from a run folder.
 
 ``build_report(run_dir)`` reads the run through :func:`harness.results.open_run` (reports
-never run a solver) and writes ``run_dir/report.html``: one file, CSS and SVG figures inline,
-no JavaScript, no external URL, readable offline and attachable to an issue. Sections, in
-order and by id: ``header``, ``summary``, ``problems`` (one ``problem-<name>`` per problem
-with its work-precision diagrams), ``convergence``, ``gradients``, ``training``, ``failures``,
-``environment``, ``schema``.
+never run a solver) and writes ``run_dir/report.html``: one file, CSS, SVG figures and a
+small script (sortable and filterable tables) inline, no external URL, readable offline and
+attachable to an issue. The page is drawn by the Jinja2 templates in ``templates/`` with
+autoescape on: every string from a plugin, a suite file or an error message is escaped, and
+only :class:`reports.markup.Markup` fragments (figures, the sections other modules build)
+go in as they are.
 
-Summary, work-precision and convergence use only plain solves (``kind == "solve"``); the
-gradient cases have their own section (:mod:`reports.gradient_section`), the training cases
-theirs (:mod:`reports.training`, which also reads each case's per-iteration records from the
-run folder). The header and the failures section cover every row. Lines of results.jsonl the
-loader could not use (a torn last line, garbage, a repeated case) are listed in a warning
-block in the header, so nothing is left out silently.
+Sections, in order and by id: ``header``, ``overview`` (what ran, the counts, the headline
+findings; its solve part is ``summary``), ``problems`` (one ``problem-<name>`` per problem),
+``convergence``, ``gradients``, ``training``, ``failures``, ``environment``, ``schema``.
+
+Overview, problems and convergence use only plain solves (``kind == "solve"``); the gradient
+cases have their own section (:mod:`reports.gradient_section`), the training cases theirs
+(:mod:`reports.training`, which also reads each case's per-iteration records from the run
+folder). The header, the counts and the failures section cover every row. Lines of
+results.jsonl the loader could not use (a torn last line, garbage, a repeated case) are
+listed in a warning block in the header, so nothing is left out silently.
 """
 
 from __future__ import annotations
 
 import os
-import string
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from harness.results import COLUMNS, REPORT_FILE, open_run
+from reports import figures
+from reports import findings as fnd
 from reports import format as fmt
 from reports.convergence import (
     PRE_ASYMPTOTIC_MAX,
@@ -38,21 +47,44 @@ from reports.figures import convergence_svg, series_styles, work_precision_svg
 from reports.gradient_section import gradients_section
 from reports.gradients import gradient_rows, solve_rows
 from reports.markup import Markup, esc, join, slug, tag
-from reports.summary import TARGET_DIGITS, add_series, ok_rows, summarize
+from reports.summary import add_series, ok_rows
 from reports.tables import (
     Cell,
-    definition_table,
-    environment_table,
-    failures_table,
+    Table,
+    as_cell,
+    cases_table,
+    environment_pairs,
+    failure_table,
     num,
+    number,
+    rank_table,
+    ratio_text,
     render_table,
-    summary_table,
+    solvers_table,
 )
 from reports.training import train_rows, training_failures_table, training_section
 
 TEMPLATES = Path(__file__).parent / "templates"
-SECTION_IDS = ("header", "summary", "problems", "convergence", "gradients", "training",
-               "failures", "environment", "schema")
+SECTION_IDS = ("header", "overview", "summary", "problems", "convergence", "gradients",
+               "training", "failures", "environment", "schema")
+NAV_IDS = tuple(s for s in SECTION_IDS if s not in ("header", "summary"))
+OPEN_MAX = 4
+"""Problems (and convergence blocks) are folded in ``<details>``; they start open only when
+there are at most this many, so a run of 30 problems stays a readable list."""
+MAX_WARNINGS = 10  # shown in the header; the rest are counted
+TOLERANCE_FIGURES = True
+"""Draw each problem's tolerance-proportionality figure where :mod:`reports.figures` has
+``tolerance_svg`` (one more ``<svg>`` per problem with adaptive cases)."""
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The templates' Jinja2 environment: autoescape on, undefined names an error."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    env.globals["as_cell"] = as_cell
+    return env
 
 
 def build_report(run_dir: str | Path, out: Path | None = None) -> Path:
@@ -82,26 +114,35 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
     df = _with_series(df)
     run_id = fmt.text(meta.get("run_id")) if not fmt.is_missing(meta.get("run_id")) else fallback_id
     ctx = _Context(meta, df)
-    body = join([
-        _header(meta, df, run_id, warnings),
-        _summary(ctx),
-        _problems(ctx),
+    env = environment()
+    sections = [
+        env.get_template("overview.html.j2").render(o=_overview(ctx)),
+        env.get_template("problems.html.j2").render(p=_problems(ctx), open_max=OPEN_MAX),
         _convergence(ctx),
         gradients_section(df, ctx.figure_prefix),
         training_section(df, ctx.figure_prefix, run_dir, meta.get("tasks")),
-        _failures(df),
-        _section("environment", "Environment",
-                 [tag("p", "Where and with what this run was measured (from meta.json).",
-                      class_="note"), environment_table(meta)]),
-        _schema(),
-    ])
-    template = string.Template((TEMPLATES / "report.html").read_text(encoding="utf-8"))
-    return template.substitute(
-        title=esc(f"odebench report: {run_id}"),
-        version=esc(fmt.text(meta.get("odebench_version"))),
-        css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
-        body=body,
+        env.get_template("failures.html.j2").render(f=_failures(df)),
+        env.get_template("environment.html.j2").render(e=_environment(meta, ctx.df)),
+        env.get_template("schema.html.j2").render(columns=COLUMNS),
+    ]
+    return env.get_template("report.html.j2").render(
+        title=f"odebench report: {run_id}",
+        version=fmt.text(meta.get("odebench_version")),
+        css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+        script=_script(),
+        header=_header(meta, df, run_id, warnings),
+        nav=NAV_IDS,
+        sections=[Markup(s) for s in sections],
     )
+
+
+def _script() -> Markup:
+    """report.js, trusted as it is ours; it must never hold ``</script``, which would end
+    the element early."""
+    js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    if "</script" in js.lower():
+        raise ValueError("report.js must not contain '</script'")
+    return Markup(js)
 
 
 def _with_series(df: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +161,7 @@ def _with_series(df: pd.DataFrame) -> pd.DataFrame:
 class _Context:
     """What several sections share: the rows, the meta tables, figure styles and id counters.
 
-    ``df`` holds the plain solves only (what summary, work-precision and convergence draw);
+    ``df`` holds the plain solves only (what overview, problems and convergence draw);
     ``all_rows`` every row; ``gradient_problems`` the problems with gradient cases,
     ``training_tasks`` the tasks with training cases (not listed as problems).
     """
@@ -148,6 +189,8 @@ class _Context:
             while anchor in self._ids.values():
                 anchor, k = f"{base}-{k}", k + 1
             self._ids[name] = anchor
+        self.curves, self.curves_note = _attempt(lambda: fnd.curves(df) if len(df) else [])
+        self.wrong = _no_correct_digits(df)
 
     def figure_prefix(self) -> str:
         self._figures += 1
@@ -160,13 +203,42 @@ class _Context:
         info = self.problems_meta.get(name)
         return info if isinstance(info, Mapping) else {}
 
+    def problem_curves(self, name: str) -> list[fnd.Curve]:
+        return [c for c in self.curves or [] if c.problem == name]
 
-def _section(id_: str, title: str, content: list[object]) -> Markup:
-    return tag("section", join([tag("h2", title), *content]), id=id_)
+
+def _attempt(compute: Any) -> tuple[Any, str | None]:
+    """``(compute(), None)``, or ``(None, why)`` when the analysis is not available: the
+    findings are a headline, and a page without them beats no page."""
+    try:
+        return compute(), None
+    except NotImplementedError:
+        return None, "The headline analysis is not available in this version of odebench."
+    except Exception as exc:  # noqa: BLE001 - any analysis failure becomes a note
+        return None, f"The headline analysis failed: {type(exc).__name__}: {exc}"
 
 
-def _figure(svg: Markup, caption: object) -> Markup:
-    return tag("figure", join([svg, tag("figcaption", caption)]))
+def _no_correct_digits(df: pd.DataFrame) -> pd.Series:
+    """The ok solves with no correct digit (scd ≤ 0): "successful" but wrong."""
+    if df.empty:
+        return pd.Series(False, index=df.index, dtype=bool)
+    mask, _ = _attempt(lambda: fnd.no_correct_digits(df))
+    if isinstance(mask, pd.Series) and mask.dtype == bool:
+        return mask.reindex(df.index, fill_value=False)
+    scd = pd.to_numeric(df["scd"], errors="coerce")
+    return (df["status"].fillna("") == "ok") & (scd <= 0)
+
+
+# --- header --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Header:
+    run_id: str
+    banners: list[str]
+    warnings: Sequence[str]
+    more_warnings: int
+    pairs: list[tuple[str, object]]
 
 
 def _status_counts(df: pd.DataFrame) -> str:
@@ -177,45 +249,35 @@ def _status_counts(df: pd.DataFrame) -> str:
     return " (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
 
 
-MAX_WARNINGS = 10  # shown in the header; the rest are counted
-
-
-def _warnings_block(warnings: Sequence[str]) -> Markup:
-    """The loader's warnings as a banner with a short list: lines of the results file the
-    report could not use are named, not dropped silently."""
-    shown = [tag("li", tag("code", w)) for w in warnings[:MAX_WARNINGS]]
-    if len(warnings) > MAX_WARNINGS:
-        shown.append(tag("li", f"… and {len(warnings) - MAX_WARNINGS} more"))
-    intro = (f"{len(warnings)} line(s) of this run's results could not be used; the report "
-             "leaves them out:")
-    return tag("div", join([tag("p", intro), tag("ul", join(shown))]), class_="banner warnings")
+def _planned(meta: Mapping[str, Any]) -> int | None:
+    planned = meta.get("n_cases")
+    return planned if isinstance(planned, int) and not isinstance(planned, bool) else None
 
 
 def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str,
-            warnings: Sequence[str] = ()) -> Markup:
+            warnings: Sequence[str] = ()) -> _Header:
     n_total = len(df)
     n_ok = int((df["status"].fillna("") == "ok").sum())
     n_failed = n_total - n_ok
     interrupted = meta.get("interrupted")
-    banner: list[object] = []
+    planned = _planned(meta)
+    banners: list[str] = []
     if n_total == 0:
         why = ("it was interrupted before any case finished" if interrupted
                else "no case has finished (the run may still be going, or stopped early)")
-        banner.append(tag("p", f"This run has no results: {why}.", class_="banner"))
+        banners.append(f"This run has no results: {why}.")
     elif interrupted:
         by = f" by {meta['interrupted_by']}" if meta.get("interrupted_by") else ""
-        planned = meta.get("n_cases")
-        of = f" of the {planned} planned" if isinstance(planned, int) and planned > n_total else ""
+        of = f" of the {planned} planned" if planned is not None and planned > n_total else ""
         resume = (" python -m harness run --resume RUN_DIR (this run's folder) continues it."
                   if meta.get("plan") else "")
-        banner.append(tag("p", f"This run was interrupted{by}: the report covers only the "
-                               f"{n_total}{of} cases that finished.{resume}", class_="banner"))
-    if warnings:
-        banner.append(_warnings_block(warnings))
-    counts = Markup(
-        f'<span class="ok">{n_ok} ok</span>, '
-        f'<span class="{"bad" if n_failed else "ok"}">{n_failed} failed</span>'
-        f"{esc(_status_counts(df))}, {n_total} in all")
+        banners.append(f"This run was interrupted{by}: the report covers only the "
+                       f"{n_total}{of} cases that finished.{resume}")
+    of_all = (f"{n_total} of {planned} planned" if planned is not None and planned > n_total
+              else f"{n_total} in all")
+    counts = Markup('<span class="counts"><span class="ok">{} ok</span>, '
+                    '<span class="{}">{} failed</span>{}, {}</span>').format(
+        n_ok, "bad" if n_failed else "ok", n_failed, _status_counts(df), of_all)
     started, ended = meta.get("started_at"), meta.get("ended_at")
     pairs: list[tuple[str, object]] = [
         ("run id", run_id),
@@ -224,29 +286,173 @@ def _header(meta: Mapping[str, Any], df: pd.DataFrame, run_id: str,
         ("ended", fmt.text(ended) if not fmt.is_missing(ended) else "unknown (no end recorded)"),
         ("duration", fmt.duration(started, ended)),
         ("interrupted", fmt.text(interrupted) if isinstance(interrupted, bool) else fmt.UNKNOWN),
-        ("cases", tag("span", counts, class_="counts")),
+        ("cases", counts),
         ("problems / solvers", f"{df['problem'].nunique()} / {df['solver'].nunique()}"),
     ]
-    nav = tag("nav", join([tag("a", i, href=f"#{i}") for i in SECTION_IDS[1:]], sep=" "))
-    return tag("header", join([tag("h1", f"odebench report: {run_id}"), nav, *banner,
-                               definition_table(pairs)]), id="header")
+    return _Header(run_id, banners, list(warnings[:MAX_WARNINGS]),
+                   max(0, len(warnings) - MAX_WARNINGS), pairs)
 
 
-def _summary(ctx: _Context) -> Markup:
-    if ctx.df.empty:
-        return _section("summary", "Summary", [tag("p", "No results to summarise.")])
-    rows = summarize(ctx.df, ctx.solvers_meta)
-    digits = " and ".join(f"{d:g}" for d in TARGET_DIGITS)
-    note = (
-        "One group per problem, one row per solver. <em>best err_max</em> is the smallest max "
-        "abs error any ok case reached, with its NFE and median wall time. <em>NFE to ≥ d "
-        f"digits</em> (d = {esc(digits)}) is the cheapest ok case whose scd (significant "
-        "correct digits at the end point, relative) is at least d; ★ marks the least NFE per "
-        "problem and target (ties all marked). It is the cheapest case the sweep <em>ran</em>, "
-        "not an interpolation: a coarse tolerance ladder can overshoot a target and pay for it. "
-        "NFE counts calls of f; it compares methods, wall time compares implementations.")
-    return _section("summary", "Summary", [tag("p", Markup(note), class_="note"),
-                                           summary_table(rows, TARGET_DIGITS)])
+# --- overview ------------------------------------------------------------------------------
+
+
+@dataclass
+class _FamilyView:
+    """One family at one level, ready for the template."""
+
+    finding: fnd.FamilyFinding
+    time_text: str
+    nfe_text: str
+    ranking: Table
+    anchor: str
+
+
+@dataclass
+class _Overview:
+    ran: list[tuple[str, object]]
+    statuses: list[tuple[str, int]]
+    n_failed: int
+    n_wrong: int
+    gradient_lines: list[str]
+    training_lines: list[str]
+    findings_note: str | None
+    families: list[_FamilyView]
+    levels: Sequence[float]
+    solvers: Table | None
+    timing: str
+    error_text: str = fnd.ERROR_TEXT
+    notes: list[str] = field(default_factory=list)
+
+
+def _values(df: pd.DataFrame, column: str) -> list[str]:
+    if column not in df:
+        return []
+    return sorted(df[column].dropna().astype(str).unique())
+
+
+def _suite_text(meta: Mapping[str, Any]) -> str:
+    suite = meta.get("suite")
+    if not isinstance(suite, Mapping):
+        return fmt.UNKNOWN
+    name = fmt.text(suite.get("name"))
+    source = suite.get("source")
+    return f"{name}: {source}" if isinstance(source, str) and source else name
+
+
+def _kind_counts(df: pd.DataFrame) -> str:
+    if df.empty or "kind" not in df:
+        return "none"
+    counts = df["kind"].fillna("unknown").astype(str).value_counts().sort_index()
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
+def timing_statement(meta: Mapping[str, Any], df: pd.DataFrame) -> str:
+    """How the times in this report were measured and which statistic it shows."""
+    reps = pd.to_numeric(df["repeats"], errors="coerce").dropna() if "repeats" in df else []
+    span = ""
+    if len(reps):
+        lo, hi = int(min(reps)), int(max(reps))
+        span = f" ({lo} repeats per case)" if lo == hi else f" ({lo} to {hi} repeats per case)"
+    settings = "; ".join(f"{k} = {v}" for k, v, _ in fmt.timing_settings(meta))
+    text = (f"Times are the median wall time of one solve over its timed repeats{span}, "
+            "with the interquartile range (IQR) of those repeats; a time whose IQR is more "
+            f"than {fmt.NOISY_IQR_RATIO:.0%} of its median is marked noisy.")
+    return text + (f" Timing settings of the suite: {settings}." if settings else "")
+
+
+def _best_text(best: fnd.FamilyRank | None, ranking: Sequence[fnd.FamilyRank],
+               attr: str, what: str) -> str:
+    """``dopri5, 1.8× ahead of rk4`` (the margin: the runner-up's mean ratio to the best)."""
+    if best is None:
+        return f"no solver reached this level (by {what})"
+    others = [r for r in ranking
+              if r.series != best.series and not pd.isna(number(getattr(r, attr)))]
+    wins = best.wins_time if attr == "time_ratio_gmean" else best.wins_nfe
+    text = f"{best.series} (the best on {wins} of {best.n_problems} problems"
+    if not others:
+        text += "; no other solver reached this level"
+    else:
+        runner = min(others, key=lambda r: (-r.n_reached, number(getattr(r, attr))))
+        mine = number(getattr(best, attr))
+        margin = (number(getattr(runner, attr)) / mine if mine and not pd.isna(mine)
+                  else float("nan"))
+        how = "as long" if attr == "time_ratio_gmean" else "as many function evaluations"
+        text += (f"; the next, {runner.series}, takes {ratio_text(margin)} {how}"
+                 if not pd.isna(margin) else f"; then {runner.series}")
+    return text + ")"
+
+
+def _gradient_line(g: fnd.GradientFinding) -> str:
+    """One gradient headline, by mode (the cases behind it are in the Gradients section)."""
+    tied = tuple(getattr(g, "least_memory_modes", ()) or ())
+    parts = []
+    if g.least_memory_mode is not None:
+        who = " and ".join(tied) if len(tied) > 1 else g.least_memory_mode
+        parts.append(f"least memory: {who} ({fmt.count(g.least_memory_bytes)} bytes saved "
+                     "for the backward pass at most)")
+    if g.fastest_mode is not None:
+        parts.append(f"fastest gradient within a relative error of {g.grad_error_level:.0e}: "
+                     f"{g.fastest_mode} ({fmt.seconds(g.fastest_time_s)})")
+    else:
+        parts.append(f"no ok case reached a gradient error of {g.grad_error_level:.0e}")
+    return f"{g.problem}: " + "; ".join(parts) + "."
+
+
+def _overview(ctx: _Context) -> _Overview:
+    meta, rows, df = ctx.meta, ctx.all_rows, ctx.df
+    statuses = sorted(rows["status"].fillna("missing").astype(str).value_counts().items())
+    statuses.sort(key=lambda kv: (kv[0] != "ok", kv[0]))
+    n_failed = sum(n for s, n in statuses if s != "ok")
+    ran: list[tuple[str, object]] = [
+        ("suite", _suite_text(meta)),
+        ("cases", _kind_counts(rows)),
+        ("problems", str(len(ctx.problem_names))),
+        ("solvers", str(rows["solver"].nunique()) if len(rows) else "0"),
+        ("devices", ", ".join(_values(rows, "device")) or fmt.MISSING),
+        ("dtypes", ", ".join(_values(rows, "dtype")) or fmt.MISSING),
+    ]
+    planned = _planned(meta)
+    if planned is not None:
+        ran.insert(2, ("planned", str(planned)))
+    all_findings, note = _attempt(lambda: fnd.findings(rows, meta)) if len(rows) else (None, None)
+    families: list[fnd.FamilyFinding] | None = None
+    solve_note = None
+    if len(df):
+        families, solve_note = _attempt(lambda: fnd.family_findings(df, ctx.problems_meta))
+    views = []
+    for f in families or []:
+        views.append(_FamilyView(
+            f, _best_text(f.by_time, f.ranking, "time_ratio_gmean", "time"),
+            _best_text(f.by_nfe, f.ranking, "nfe_ratio_gmean", "NFE"), rank_table(f),
+            f"rank-{slug(f.family) or 'family'}-{slug(f'{f.digits:g}')}"))
+    grad_lines = [_gradient_line(g) for g in all_findings.gradients] if all_findings else []
+    train_lines = [t.text for t in all_findings.training] if all_findings else []
+    return _Overview(
+        ran=ran, statuses=statuses, n_failed=n_failed, n_wrong=int(ctx.wrong.sum()),
+        gradient_lines=grad_lines, training_lines=train_lines,
+        findings_note=solve_note or (note if len(df) else None), families=views,
+        levels=fnd.DIGIT_LEVELS, solvers=solvers_table(ctx.df, ctx.solvers_meta),
+        timing=timing_statement(meta, rows),
+        notes=[note] if note and len(rows) and not len(df) else [],
+    )
+
+
+# --- problems ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Problem:
+    name: str
+    anchor: str
+    summary: str
+    description: str | None
+    pairs: list[tuple[str, object]]
+    notes: list[object]
+    figures: list[tuple[Markup, str]]
+    standings: Table | None
+    standings_note: str | None
+    cases: Table | None
+    n_wrong: int
 
 
 def _failed_caption(failed: pd.DataFrame) -> str:
@@ -265,19 +471,22 @@ def _span_text(span: Any) -> str:
     return fmt.UNKNOWN
 
 
-def _problem_block(ctx: _Context, name: str) -> Markup:
+def _reference(info: Mapping[str, Any], any_rows: pd.DataFrame) -> tuple[Any, Any]:
+    ref_kind, ref_prov = info.get("ref_kind"), info.get("ref_provenance")
+    if fmt.is_missing(ref_kind) and len(any_rows) and "ref_kind" in any_rows:
+        vals = any_rows["ref_kind"].dropna().unique()
+        ref_kind = vals[0] if len(vals) else None
+    if fmt.is_missing(ref_prov) and len(any_rows) and "ref_provenance" in any_rows:
+        vals = any_rows["ref_provenance"].dropna().unique()
+        ref_prov = "; ".join(map(str, vals)) if len(vals) else None
+    return ref_kind, ref_prov
+
+
+def _problem(ctx: _Context, name: str) -> _Problem:
     info = ctx.problem_info(name)
     rows = ctx.df[ctx.df["problem"] == name]
     any_rows = ctx.all_rows[ctx.all_rows["problem"] == name]
-    ref_kind = info.get("ref_kind")
-    ref_prov = info.get("ref_provenance")
-    if fmt.is_missing(ref_kind) and len(any_rows):
-        vals = any_rows["ref_kind"].dropna().unique()
-        ref_kind = vals[0] if len(vals) else None
-    if fmt.is_missing(ref_prov) and len(any_rows):
-        vals = any_rows["ref_provenance"].dropna().unique()
-        ref_prov = "; ".join(map(str, vals)) if len(vals) else None
-    span = info.get("t_span")
+    ref_kind, ref_prov = _reference(info, any_rows)
     tags = info.get("tags")
     tag_html: object = fmt.UNKNOWN
     if isinstance(tags, (list, tuple)) and tags:
@@ -285,57 +494,130 @@ def _problem_block(ctx: _Context, name: str) -> Markup:
     pairs: list[tuple[str, object]] = [
         ("tags", tag("span", tag_html, class_="tags")),
         ("dimension", fmt.text(info.get("dim"))),
-        ("time span", _span_text(span)),
+        ("time span", _span_text(info.get("t_span"))),
         ("reference", fmt.text(ref_kind)),
         ("provenance", fmt.text(ref_prov)),
         ("citation", fmt.text(info.get("citation"))),
     ]
-    content: list[object] = []
-    if not fmt.is_missing(info.get("description")):
-        content.append(tag("p", str(info["description"])))
-    content.append(definition_table(pairs))
     ok = ok_rows(rows)
     plotted = ok[ok["err_max"].astype(float) > 0]
     plotted = plotted[plotted["nfe"].notna()]
     not_plotted_ok = len(ok) - len(plotted)
     failed = rows[rows["status"].fillna("missing") != "ok"]
+    notes: list[object] = []
+    figs: list[tuple[Markup, str]] = []
     if rows.empty and name in ctx.gradient_problems:
-        content.append(tag("p", Markup('Only gradient cases of this problem ran: see '
-                                       '<a href="#gradients">Gradients</a>.'), class_="note"))
+        notes.append(Markup('Only gradient cases of this problem ran: see '
+                            '<a href="#gradients">Gradients</a>.'))
     elif rows.empty and name in ctx.training_tasks:
-        content.append(tag("p", Markup('Only training cases of this task ran: see '
-                                       '<a href="#training">Training</a>.'), class_="note"))
+        notes.append(Markup('Only training cases of this task ran: see '
+                            '<a href="#training">Training</a>.'))
     elif rows.empty:
-        content.append(tag("p", "No case of this problem finished in this run.", class_="note"))
+        notes.append("No case of this problem finished in this run.")
     elif plotted.empty:
-        content.append(tag("p", "No successful case with a positive error to plot. "
-                                + _failed_caption(failed), class_="note"))
+        notes.append("No successful case with a positive error to plot. "
+                     + _failed_caption(failed))
     else:
         svg = work_precision_svg(plotted, ctx.styles, ctx.figure_prefix(),
                                  f"{name}: work-precision")
         extra = (f" {not_plotted_ok} ok case(s) with zero or missing error or NFE cannot be "
                  "drawn on log axes." if not_plotted_ok else "")
-        caption = (
+        figs.append((svg,
             "Work-precision: error against cost. Each point is one case (a tolerance for an "
             "adaptive solver, a step count for a fixed-step one); each line joins one solver's "
-            "cases in order of NFE. Left: cost in function evaluations; right: in median wall "
-            "time of one solve. Lower and further left is better: at a given cost the lower "
-            "line is more accurate. Error: err_max, the max abs error over all output times "
-            f"and components against the reference. {_failed_caption(failed)}{extra}")
-        content.append(_figure(svg, caption))
-    return tag("section", join([tag("h3", name), *content]), id=ctx.problem_id(name))
+            "cases from its coarsest setting to its finest. Left: cost in function "
+            "evaluations; right: in median wall time of one solve (bars: the IQR of the "
+            "repeats). Lower and further left is better: at a given cost the lower line is "
+            f"more accurate. Error: the {fnd.ERROR_TEXT}. {_failed_caption(failed)}{extra}"))
+        figs += _tolerance_figure(ctx, name, ok)
+    standings, standings_note = _standings(ctx, name) if len(ok) else (None, None)
+    wrong = ctx.wrong.reindex(rows.index, fill_value=False)
+    n_ok = int((rows["status"].fillna("") == "ok").sum())
+    summary = (f"{len(rows)} case(s), {n_ok} ok" if len(rows)
+               else "no plain solves")
+    return _Problem(name, ctx.problem_id(name), summary,
+                    None if fmt.is_missing(info.get("description")) else str(info["description"]),
+                    pairs, notes, figs, standings, standings_note,
+                    cases_table(rows, wrong) if len(rows) else None, int(wrong.sum()))
 
 
-def _problems(ctx: _Context) -> Markup:
-    if not ctx.problem_names:
-        more = (Markup(' The training cases are in <a href="#training">Training</a>.')
-                if ctx.training_tasks else "")
-        return _section("problems", "Problems", [tag("p", join(["No problems in this run.",
-                                                                more], sep=""))])
-    intro = tag("p", "For each problem: what it is, where its reference comes from, and the "
-                     "work-precision diagrams of every solver that ran on it.", class_="note")
-    return _section("problems", "Problems",
-                    [intro, *(_problem_block(ctx, p) for p in ctx.problem_names)])
+def _tolerance_figure(ctx: _Context, name: str, ok: pd.DataFrame) -> list[tuple[Markup, str]]:
+    """The tolerance-proportionality figure, where :mod:`reports.figures` draws one."""
+    draw = getattr(figures, "tolerance_svg", None) if TOLERANCE_FIGURES else None
+    adaptive = ok[ok["rtol"].notna()] if "rtol" in ok else ok.iloc[0:0]
+    if draw is None or adaptive.empty:
+        return []
+    if "n_steps_requested" in adaptive:
+        adaptive = adaptive[adaptive["n_steps_requested"].isna()]
+    if adaptive.empty:
+        return []
+    svg, _ = _attempt(lambda: draw(adaptive, ctx.styles, ctx.figure_prefix(),
+                                   f"{name}: tolerance proportionality"))
+    if not isinstance(svg, Markup):
+        return []
+    return [(svg, "Tolerance proportionality: the error reached against the requested rtol, "
+                  "one series per adaptive solver, with its fit E ≈ C·rtol^p dashed (C and p "
+                  "in the legend) and E = rtol dotted. A well-behaved solver's points lie on "
+                  "a straight line of slope p near 1: a tenfold tighter tolerance buys a "
+                  "tenfold smaller error.")]
+
+
+def _cost_cells(st: fnd.Standing) -> list[Cell]:
+    if st.cost is None:
+        return [num("not reached", "num dim", sort=float("nan")),
+                num("not reached", "num dim", sort=float("nan"))]
+    le = "≤ " if st.cost.bound else ""
+    title = ("the loosest setting already reached this level: an upper bound"
+             if st.cost.bound else None)
+    best_t = number(st.time_ratio) == 1.0
+    best_n = number(st.nfe_ratio) == 1.0
+    return [num(le + fmt.count(round(st.cost.nfe)), "num best" if best_n else "num",
+                title=title, sort=number(st.cost.nfe)),
+            num(le + fmt.seconds(st.cost.time), "num best" if best_t else "num",
+                title=title, sort=number(st.cost.time))]
+
+
+def _standings(ctx: _Context, name: str) -> tuple[Table | None, str | None]:
+    """Per solver, the cost to reach each digit level on this problem (interpolated)."""
+    if ctx.curves is None:
+        return None, ctx.curves_note
+    curves = ctx.problem_curves(name)
+    if not curves:
+        return None, None
+    table, note = _attempt(lambda: fnd.problem_standings(curves))
+    if not table:
+        return None, note
+    levels = sorted(table)
+    series = sorted({s.series for level in levels for s in table[level]})
+    headers: list[object] = ["solver"]
+    for d in levels:
+        headers += [Cell(f"NFE to {d:g} digits", title="interpolated between the two ladder "
+                         "points that bracket the level; ≤: an upper bound"),
+                    Cell(f"time to {d:g} digits", title="median wall time, interpolated")]
+    rows = []
+    for s in series:
+        cells: list[object] = [s]
+        for d in levels:
+            st = next((x for x in table[d] if x.series == s), fnd.Standing(s, None))
+            cells += _cost_cells(st)
+        rows.append(cells)
+    return Table(headers, rows, class_="standings"), None
+
+
+def _problems(ctx: _Context) -> dict[str, Any]:
+    return {"names": ctx.problem_names, "blocks": [_problem(ctx, p) for p in ctx.problem_names],
+            "training_tasks": bool(ctx.training_tasks)}
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+
+def _section(id_: str, title: str, content: list[object]) -> Markup:
+    return tag("section", join([tag("h2", title), *content]), id=id_)
+
+
+def _figure(svg: Markup, caption: object) -> Markup:
+    return tag("figure", join([svg, tag("figcaption", caption)]))
 
 
 def _fit_table(fits: list[OrderFit], rows: pd.DataFrame) -> Markup:
@@ -374,48 +656,60 @@ def _convergence(ctx: _Context) -> Markup:
         return _section("convergence", "Convergence of fixed-step solvers",
                         [intro, tag("p", "No fixed-step cases in this run.")])
     blocks: list[object] = [intro]
-    for name in sorted(fixed["problem"].dropna().astype(str).unique()):
+    names = sorted(fixed["problem"].dropna().astype(str).unique())
+    for name in names:
         span = time_span(ctx.problem_info(name))
         rows = fixed[fixed["problem"] == name]
         fits = [fit_series(name, str(series), g, span)
                 for series, g in rows.groupby("series", sort=True)]
         drawable = [f for f in fits if (f.err > 0).any()]
-        blocks.append(tag("h3", name))
+        inner: list[object] = []
         if drawable:
             svg = convergence_svg(drawable, ctx.styles, ctx.figure_prefix(),
                                   f"{name}: error vs step size")
             axis = ("h = (t1 − t0)/n from the problem's time span" if span
                     else "1/n, as the problem's time span is not in meta.json")
-            blocks.append(_figure(svg, f"Error against step size ({axis}), one line per "
-                                       "fixed-step solver; the legend gives fitted and "
-                                       "theoretical order. Failed cases are not drawn."))
-        blocks.append(_fit_table(fits, rows))
+            inner.append(_figure(svg, f"Error against step size ({axis}), one line per "
+                                      "fixed-step solver; the legend gives fitted and "
+                                      "theoretical order. Failed cases are not drawn."))
+        inner.append(_fit_table(fits, rows))
+        title = tag("summary", tag("h3", name))
+        blocks.append(tag("details", join([title, *inner]),
+                          open="open" if len(names) <= OPEN_MAX else None,
+                          class_="fold"))
     return _section("convergence", "Convergence of fixed-step solvers", blocks)
 
 
-def _failures(df: pd.DataFrame) -> Markup:
+# --- failures ------------------------------------------------------------------------------
+
+
+@dataclass
+class _FailureGroup:
+    status: str
+    count: int
+    anchor: str
+    by_solver: list[tuple[str, int, Table]]
+
+
+def _failures(df: pd.DataFrame) -> dict[str, Any]:
     failed = df[df["status"].fillna("missing") != "ok"]
     train = train_rows(failed)
     others = failed.drop(index=train.index)
-    text = ("Every case whose status is not ok. A failure is a result, not a crash: "
-            "the run went on. t_reached is how far the solve got.")
-    if len(train):
-        text += (" For a training case, iteration reached is how many optimiser steps it "
-                 "completed before it stopped.")
-    content: list[object] = [tag("p", text, class_="note")]
-    if len(others) or train.empty:
-        content.append(failures_table(others))
-    if len(train):
-        content += [tag("h3", "Training cases"), training_failures_table(train)]
-    return _section("failures", "Failures", content)
+    groups = []
+    status = others["status"].fillna("missing").astype(str)
+    for st in sorted(status.unique()):
+        mine = others[status == st]
+        by = [(str(series), len(g), failure_table(g))
+              for series, g in mine.groupby(mine["series"].astype(str), sort=True)]
+        groups.append(_FailureGroup(st, len(mine), f"failures-{slug(st) or 'status'}", by))
+    return {"n": len(failed), "groups": groups, "show_none": others.empty and train.empty,
+            "train": training_failures_table(train) if len(train) else None}
 
 
-def _schema() -> Markup:
-    rows = [[tag("code", c.name), c.unit, c.meaning] for c in COLUMNS]
-    details = tag("details", join([tag("summary", "columns of results.jsonl"),
-                                   render_table(["column", "unit", "meaning"], rows)]))
-    note = tag("p", Markup("Numbers in this report come from <code>results.jsonl</code> in the "
-                           "run folder, loaded by <code>harness.results.load_run</code>; the "
-                           "schema below keeps its names and units across versions."),
-               class_="note")
-    return _section("schema", "Data and schema", [note, details])
+# --- environment ---------------------------------------------------------------------------
+
+
+def _environment(meta: Mapping[str, Any], df: pd.DataFrame) -> dict[str, Any]:
+    return {"pairs": environment_pairs(meta), "command": fmt.text(meta.get("command")),
+            "timing": timing_statement(meta, df),
+            "settings": [(k, f"{v}: {what}") for k, v, what in fmt.timing_settings(meta)]}

@@ -145,3 +145,51 @@ def text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else UNKNOWN
     return str(value)
+
+
+NOISY_IQR_RATIO = 0.2
+"""A median time whose interquartile range is wider than this fraction of it is marked
+noisy: the repeats disagree by more than 20 %, so a ranking on that time alone is shaky."""
+
+
+def iqr_ratio(median: Any, iqr: Any) -> float | None:
+    """IQR / median of a timed case, or None when either is missing or the median is 0."""
+    m, q = _float(median), _float(iqr)
+    if m is None or q is None or is_missing(median) or is_missing(iqr):
+        return None
+    if not (math.isfinite(m) and math.isfinite(q)) or m <= 0:
+        return None
+    return q / m
+
+
+def is_noisy(median: Any, iqr: Any) -> bool:
+    """True when the case's time spread (IQR / median) exceeds :data:`NOISY_IQR_RATIO`."""
+    r = iqr_ratio(median, iqr)
+    return r is not None and r > NOISY_IQR_RATIO
+
+
+TIMING_KEYS: tuple[tuple[str, str], ...] = (
+    ("warmup", "warm-up solves before timing"),
+    ("min_repeats", "at least this many timed repeats"),
+    ("repeats", "timed repeats"),
+    ("min_time", "repeat until at least this much time (s) was timed"),
+    ("repeats_min_time_s", "repeat until at least this much time (s) was timed"),
+    ("max_time", "stop repeating after this much time (s)"),
+    ("case_timeout", "a case is stopped (status timeout) after this many seconds"),
+)
+
+
+def timing_settings(meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """How the run timed its cases, from meta.json's suite (or its ``settings``): ``(key,
+    value, meaning)`` for each timing key it recorded, in :data:`TIMING_KEYS` order."""
+    suite = meta.get("suite")
+    suite = suite if isinstance(suite, Mapping) else {}
+    settings = suite.get("settings")
+    settings = settings if isinstance(settings, Mapping) else {}
+    out = []
+    for key, meaning in TIMING_KEYS:
+        value = settings.get(key, suite.get(key))
+        if value is None or isinstance(value, (Mapping, list, tuple)) or is_missing(value):
+            continue
+        out.append((key, text(value), meaning))
+    return out

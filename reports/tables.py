@@ -1,39 +1,90 @@
-"""HTML tables for the report: a small escaped renderer and the report's tables built on it.
+"""HTML tables for the report: table data, a small escaped renderer, and the report's tables.
 
 We render tables ourselves rather than with ``DataFrame.to_html`` so that every cell is
 escaped by one rule (:mod:`reports.markup`), numbers are formatted for people
 (:mod:`reports.format`) and cells can carry a class (numbers right-aligned, the cheapest
-solver highlighted).
+solver highlighted) and a raw value to sort by (``data-sort``, read by the page's script).
+The report's own tables are :class:`Table` records drawn by the ``table`` macro of
+``templates/macros.html.j2``; :func:`render_table` is the same drawing in Python, for the
+sections that still build their HTML as fragments.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from reports import format as fmt
+from reports.findings import FamilyFinding
 from reports.markup import Markup, tag
-from reports.summary import SummaryRow
+from reports.summary import method_text
 
 MESSAGE_LIMIT = 300  # characters of a failure message shown; the full text is in results.jsonl
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: its content (escaped unless Markup), an optional class and title."""
+    """A table cell: its content (escaped unless Markup), an optional class and title, and
+    the raw value a sortable table sorts it by (None: its text)."""
 
     content: object
     class_: str | None = None
     title: str | None = None
+    sort: object = None
+
+    @property
+    def sort_key(self) -> str | None:
+        """``sort`` as the text of a ``data-sort`` attribute: a number in full precision, an
+        empty string for a missing number (sorted last), None when there is nothing."""
+        if self.sort is None:
+            return None
+        if isinstance(self.sort, (int, float)) and not isinstance(self.sort, bool):
+            x = float(self.sort)
+            return "" if math.isnan(x) else repr(x)
+        return "" if fmt.is_missing(self.sort) else str(self.sort)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: its cells and an optional class and title (e.g. a flagged case)."""
+
+    cells: Sequence[object]
+    class_: str | None = None
+    title: str | None = None
+
+
+@dataclass
+class Table:
+    """A table for the ``table`` macro: header cells, rows, and whether a click on a header
+    sorts it and a text box above it filters its rows."""
+
+    headers: Sequence[object]
+    rows: Sequence[Row | Sequence[object]] = field(default_factory=list)
+    class_: str | None = None
+    sortable: bool = True
+    filterable: bool = False
+    caption: object = None
+
+    def header_cells(self) -> list[Cell]:
+        return [as_cell(h) for h in self.headers]
+
+    def body(self) -> list[Row]:
+        return [r if isinstance(r, Row) else Row(r) for r in self.rows]
+
+
+def as_cell(value: object) -> Cell:
+    return value if isinstance(value, Cell) else Cell(value)
 
 
 def _cell(value: object, header: bool = False) -> Markup:
-    c = value if isinstance(value, Cell) else Cell(value)
-    return tag("th" if header else "td", c.content, class_=c.class_, title=c.title)
+    c = as_cell(value)
+    return tag("th" if header else "td", c.content, class_=c.class_, title=c.title,
+               data_sort=c.sort_key)
 
 
 def render_table(headers: Sequence[object], rows: Sequence[Sequence[object] | Markup],
@@ -44,6 +95,9 @@ def render_table(headers: Sequence[object], rows: Sequence[Sequence[object] | Ma
     for row in rows:
         if isinstance(row, Markup):
             body.append(row)
+        elif isinstance(row, Row):
+            body.append(tag("tr", Markup("".join(_cell(v) for v in row.cells)),
+                            class_=row.class_, title=row.title))
         else:
             body.append(tag("tr", Markup("".join(_cell(v) for v in row))))
     parts = [tag("caption", caption)] if caption is not None else []
@@ -51,9 +105,19 @@ def render_table(headers: Sequence[object], rows: Sequence[Sequence[object] | Ma
     return tag("table", Markup("\n".join(parts)), class_=class_)
 
 
-def num(text: str, class_: str = "num", title: str | None = None) -> Cell:
-    """A right-aligned numeric cell."""
-    return Cell(text, class_=class_, title=title)
+def num(text: str, class_: str = "num", title: str | None = None, sort: object = None) -> Cell:
+    """A right-aligned numeric cell; ``sort`` is its raw value for sorting."""
+    return Cell(text, class_=class_, title=title, sort=sort)
+
+
+def number(value: Any) -> float:
+    """``value`` as a float for ``data-sort`` (NaN when it is missing or not a number)."""
+    if fmt.is_missing(value):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def definition_table(pairs: Sequence[tuple[str, object]], class_: str = "kv") -> Markup:
@@ -62,69 +126,21 @@ def definition_table(pairs: Sequence[tuple[str, object]], class_: str = "kv") ->
     return tag("table", Markup(rows), class_=class_)
 
 
-def summary_table(rows: Sequence[SummaryRow], targets: Sequence[float]) -> Markup:
-    """The per problem x solver summary, one group of rows per problem."""
-    headers: list[object] = [
-        "solver", "method", "ok / total",
-        Cell("best err_max", title="smallest max abs error among the ok cases"),
-        Cell("NFE at best", title="function evaluations of the case with the best error"),
-        Cell("time at best", title="median wall time of that case"),
-    ]
-    headers += [Cell(f"NFE to ≥{d:g} digits",
-                     title=f"least NFE among ok cases with scd ≥ {d:g}; ★ = cheapest for "
-                           "this problem") for d in targets]
-    headers.append(Cell("time / step", title="median over ok cases of wall time / steps"))
-    body: list[Sequence[object] | Markup] = []
-    current = None
-    for r in rows:
-        if r.problem != current:
-            current = r.problem
-            body.append(tag("tr", tag("th", r.problem, colspan=len(headers)), class_="group"))
-        ok_class = "num" if r.n_ok == r.n_total else "num warn"
-        cells: list[object] = [
-            r.series, r.method, num(f"{r.n_ok} / {r.n_total}", ok_class),
-            num(fmt.error(r.best_err)), num(fmt.count(r.nfe_at_best)),
-            num(fmt.seconds(r.time_at_best)),
-        ]
-        for d in targets:
-            nfe = r.nfe_to_target.get(d)
-            if nfe is None:
-                cells.append(num("not reached", "num dim"))
-            elif d in r.cheapest:
-                cells.append(num(f"★ {fmt.count(nfe)}", "num best",
-                                 title="cheapest solver on this problem for this accuracy"))
-            else:
-                cells.append(num(fmt.count(nfe)))
-        cells.append(num(fmt.seconds(r.time_per_step)))
-        body.append(cells)
-    return render_table(headers, body, class_="summary")
-
-
-def failures_table(failed: pd.DataFrame) -> Markup:
-    """Every case whose status is not ok: what, which setting, why, how far it got."""
-    if failed.empty:
-        return Markup("<p class=\"none\">none: every case finished with status ok.</p>")
-    headers = ["problem", "solver", "setting", "status", "message", "t_reached"]
-    body = []
-    ordered = failed.sort_values(["problem", "series", "status"], na_position="last")
-    for _, row in ordered.iterrows():
-        message = "" if fmt.is_missing(row["message"]) else str(row["message"])
-        shown = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + " …"
-        body.append([
-            fmt.text(row["problem"]), row["series"], fmt.setting(row),
-            Cell(fmt.text(row["status"]), class_="status"),
-            Cell(shown or fmt.MISSING, class_="message",
-                 title=message if len(message) > MESSAGE_LIMIT else None),
-            num(fmt.sig(row["t_reached"])),
-        ])
-    return render_table(headers, body, class_="failures")
+def message_cell(message: Any) -> Cell:
+    """A failure message, cut to :data:`MESSAGE_LIMIT` characters (the full text in the
+    title)."""
+    text = "" if fmt.is_missing(message) else str(message)
+    shown = text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " …"
+    return Cell(shown or fmt.MISSING, class_="message",
+                title=text if len(text) > MESSAGE_LIMIT else None)
 
 
 ENV_KEYS = ("python", "platform", "cpu", "n_cores", "torch", "numpy", "scipy", "pandas",
             "matplotlib", "torch_threads", "cuda", "git_commit", "hostname")
 
 
-def _cuda_text(cuda: Any) -> str:
+def cuda_text(cuda: Any) -> str:
+    """The GPU entry of meta.json's environment: its model, driver and CUDA version."""
     if cuda is None:
         return "none"
     if isinstance(cuda, Mapping):
@@ -133,7 +149,8 @@ def _cuda_text(cuda: Any) -> str:
     return fmt.text(cuda)
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A meta.json value as one line: mappings and lists as JSON, the rest as text."""
     if isinstance(value, (Mapping, list, tuple)) and not isinstance(value, str):
         try:
             return json.dumps(value, sort_keys=True, default=str)
@@ -142,23 +159,157 @@ def _value_text(value: Any) -> str:
     return fmt.text(value)
 
 
-def environment_table(meta: Mapping[str, Any]) -> Markup:
-    """Versions, machine and run settings from meta.json; missing entries read ``unknown``."""
+def environment_pairs(meta: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """Versions, machine and run settings from meta.json. The machine's entries read
+    ``unknown`` when missing; the optional keys (``odebench_version``, suite settings,
+    threads) are left out when the run did not record them."""
     env = meta.get("environment")
     env = env if isinstance(env, Mapping) else {}
     pairs: list[tuple[str, object]] = []
     for key in ENV_KEYS:
         if key == "cuda":
-            pairs.append(("cuda", _cuda_text(env.get("cuda")) if "cuda" in env else fmt.UNKNOWN))
+            pairs.append(("cuda", cuda_text(env.get("cuda")) if "cuda" in env else fmt.UNKNOWN))
         else:
-            pairs.append((key, _value_text(env.get(key))))
-    pairs += [(k, _value_text(v)) for k, v in sorted(env.items()) if k not in ENV_KEYS]
+            pairs.append((key, value_text(env.get(key))))
+    pairs += [(k, value_text(v)) for k, v in sorted(env.items()) if k not in ENV_KEYS]
+    if not fmt.is_missing(meta.get("odebench_version")):
+        pairs.append(("odebench_version", value_text(meta.get("odebench_version"))))
+    if not fmt.is_missing(meta.get("threads")):
+        pairs.append(("threads", value_text(meta.get("threads"))))
+    pairs.append(("seed", value_text(meta.get("seed"))))
     suite = meta.get("suite")
     suite = suite if isinstance(suite, Mapping) else {}
-    pairs += [
-        ("odebench_version", _value_text(meta.get("odebench_version"))),
-        ("seed", _value_text(meta.get("seed"))),
-        ("suite", _value_text(suite.get("name"))),
-        ("suite settings", _value_text(suite.get("settings"))),
-    ]
-    return definition_table(pairs)
+    pairs.append(("suite", value_text(suite.get("name"))))
+    if isinstance(suite.get("settings"), Mapping) or not fmt.is_missing(suite.get("settings")):
+        pairs.append(("suite settings", value_text(suite.get("settings"))))
+    return pairs
+
+
+def environment_table(meta: Mapping[str, Any]) -> Markup:
+    """:func:`environment_pairs` as a key/value table."""
+    return definition_table(environment_pairs(meta))
+
+
+# --- the report's tables of cases, solvers, rankings and failures ---------------------
+
+
+def rank_table(f: FamilyFinding) -> Table:
+    headers = ["#", "solver",
+               Cell("problems reached", title=f"problems on which it reached {f.digits:g} digits"),
+               Cell("time ratio", title="geometric mean over the problems it reached of its "
+                                        "time / the fastest solver's time (1 = always fastest)"),
+               Cell("NFE ratio", title="the same with function evaluations"),
+               Cell("fastest on", title="problems on which it was the fastest"),
+               Cell("least NFE on", title="problems on which it needed the fewest NFE")]
+    rows = []
+    for i, r in enumerate(f.ranking, 1):
+        rows.append([num(str(i), sort=i), r.series,
+                     num(f"{r.n_reached} / {r.n_problems}", sort=r.n_reached),
+                     num(ratio_text(r.time_ratio_gmean), sort=number(r.time_ratio_gmean)),
+                     num(ratio_text(r.nfe_ratio_gmean), sort=number(r.nfe_ratio_gmean)),
+                     num(str(r.wins_time), sort=r.wins_time),
+                     num(str(r.wins_nfe), sort=r.wins_nfe)])
+    return Table(headers, rows, class_="ranking")
+
+
+def ratio_text(x: Any) -> str:
+    v = number(x)
+    return fmt.MISSING if pd.isna(v) else f"{v:.2f}×"
+
+
+def solvers_table(df: pd.DataFrame, solvers_meta: Mapping[str, Any]) -> Table | None:
+    """One row per solver of the plain solves: its method, order and step control."""
+    if df.empty:
+        return None
+    rows = []
+    for solver in sorted(df["solver"].dropna().astype(str).unique()):
+        mine = df[df["solver"].astype(str) == solver]
+        info = solvers_meta.get(solver)
+        info = info if isinstance(info, Mapping) else {}
+        kind = info.get("kind")
+        if fmt.is_missing(kind) and "solver_kind" in mine:
+            kinds = mine["solver_kind"].dropna().unique()
+            kind = kinds[0] if len(kinds) else None
+        order = info.get("order")
+        if fmt.is_missing(order) and "order" in mine:
+            orders = mine["order"].dropna().unique()
+            order = orders[0] if len(orders) else None
+        adaptive = info.get("adaptive")
+        if not isinstance(adaptive, bool) and "adaptive" in mine:
+            vals = mine["adaptive"].dropna().unique()
+            adaptive = bool(vals[0]) if len(vals) == 1 else None
+        n_ok = int((mine["status"].fillna("") == "ok").sum())
+        method = fmt.text(kind) if not fmt.is_missing(kind) else method_text(solver, mine, {})
+        rows.append([solver, method, num(fmt.text(order), sort=number(order)),
+                     "yes" if adaptive is True else "no" if adaptive is False else fmt.UNKNOWN,
+                     num(f"{n_ok} / {len(mine)}", sort=n_ok),
+                     fmt.text(info.get("source"))])
+    headers = ["solver", "method", "order", "adaptive",
+               Cell("ok / cases", title="plain solves that finished with status ok"), "source"]
+    return Table(headers, rows, class_="solvers")
+
+
+def int_cell(value: Any) -> Cell:
+    return num(fmt.count(value), sort=number(value))
+
+
+def time_cell(row: Mapping[str, Any]) -> Cell:
+    median, iqr = row.get("time_median_s"), row.get("time_iqr_s")
+    ratio = fmt.iqr_ratio(median, iqr)
+    if fmt.is_noisy(median, iqr):
+        reps = row.get("repeats")
+        over = "" if fmt.is_missing(reps) else f" over {fmt.count(reps)} repeats"
+        return num(fmt.seconds(median) + " ~", "num noisy", sort=number(median),
+                   title=f"noisy: IQR / median = {ratio:.2f}{over} "
+                         f"(more than {fmt.NOISY_IQR_RATIO:g})")
+    return num(fmt.seconds(median), sort=number(median))
+
+
+def setting_key(row: Mapping[str, Any]) -> float:
+    """Sort key of a setting: tighter tolerance or more steps sorts later."""
+    rtol, n = number(row.get("rtol")), number(row.get("n_steps_requested"))
+    if not pd.isna(rtol) and rtol > 0:
+        return -math.log10(rtol)
+    return n
+
+
+def cases_table(rows: pd.DataFrame, wrong: pd.Series) -> Table:
+    """Every plain solve of one problem, one row each; flagged when ok but wrong."""
+    headers = ["solver", "setting", "status", "NFE", "steps",
+               Cell("rejected", title="rejected steps; -1: the solver does not report them"),
+               Cell("err_max", title="max abs error over output times and components"),
+               Cell("scd", title="significant correct digits at the end point"),
+               Cell("time", title="median wall time of one solve; ~ noisy (IQR > "
+                                  f"{fmt.NOISY_IQR_RATIO:.0%} of the median)"),
+               Cell("IQR", title="interquartile range of the timed repeats"), "repeats"]
+    body = []
+    ordered = rows.assign(_key=[setting_key(r) for _, r in rows.iterrows()])
+    ordered = ordered.sort_values(["series", "_key"], na_position="last", kind="stable")
+    for idx, r in ordered.iterrows():
+        status = fmt.text(r["status"])
+        flagged = bool(wrong.get(idx, False))
+        scd = r.get("scd")
+        scd_cell = (num(f"{fmt.sig(scd)} ✗", "num warn", sort=number(scd),
+                        title="no correct digits: the solve finished ok but its answer is wrong")
+                    if flagged else num(fmt.sig(scd), sort=number(scd)))
+        cells = [r["series"], Cell(fmt.setting(r), sort=setting_key(r)),
+                 Cell(status, class_=None if status == "ok" else "status bad"),
+                 int_cell(r.get("nfe")), int_cell(r.get("n_steps")),
+                 int_cell(r.get("n_rejected")),
+                 num(fmt.error(r.get("err_max")), sort=number(r.get("err_max"))), scd_cell,
+                 time_cell(r), num(fmt.seconds(r.get("time_iqr_s")),
+                                    sort=number(r.get("time_iqr_s"))),
+                 int_cell(r.get("repeats"))]
+        body.append(Row(cells, class_="wrong" if flagged else None,
+                        title="no correct digits" if flagged else None))
+    return Table(headers, body, class_="cases", filterable=True)
+
+
+def failure_table(rows: pd.DataFrame) -> Table:
+    headers = ["problem", "solver", "setting", "status", "message", "t_reached"]
+    body = []
+    for _, r in rows.sort_values(["problem"], na_position="last", kind="stable").iterrows():
+        body.append([fmt.text(r["problem"]), r["series"], fmt.setting(r),
+                     Cell(fmt.text(r["status"]), class_="status"), message_cell(r["message"]),
+                     num(fmt.sig(r.get("t_reached")), sort=number(r.get("t_reached")))])
+    return Table(headers, body, class_="failures")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.results import RESULTS_FILE, ResultsWriter, write_meta
-from reports.build import SECTION_IDS, build_report
+from reports.build import OPEN_MAX, SECTION_IDS, build_report
 
 EVIL = "<script>alert(1)</script>"
 
@@ -63,16 +64,18 @@ def test_hostile_names_and_messages_are_escaped(tmp_path: Path) -> None:
     rows = [row(f"p{EVIL}", EVIL, n=n, err=1e-2 / n**4) for n in (8, 16, 32)]
     rows.append(row(f"p{EVIL}", EVIL, "error", n=64, message=f"boom {EVIL} & more"))
     html = build(write_run(tmp_path / "run", meta, rows))
-    assert "<script" not in html.lower()
+    assert html.lower().count("<script") == 1  # the page's own script, nothing else
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "boom &lt;script&gt;" in html
+    assert "alert(1)" not in html.replace("&lt;script&gt;alert(1)&lt;/script&gt;", "")
+    assert not re.search(r"\son[a-z]+=", html)  # no inline handlers
     assert_all_sections(html)
 
 
 def test_escaping_holds_inside_svg_text(tmp_path: Path) -> None:
     rows = [row("p", f"a&b{EVIL}", n=n, err=1e-2 / n**4) for n in (8, 16, 32)]
     html = build(write_run(tmp_path / "run", {}, rows))
-    svgs = "".join(html.split("<svg")[1:])
+    svgs = "".join(part.split("</svg>")[0] for part in html.split("<svg")[1:])
     assert "<script" not in svgs and "a&amp;b" in svgs
 
 
@@ -108,6 +111,35 @@ def test_interrupted_run_names_the_signal_the_plan_and_how_to_resume(tmp_path: P
     html = build(write_run(tmp_path / "r2", meta, [row(), row(n=64)]))
     assert ("interrupted by SIGTERM: the report covers only the 2 of the 5 planned cases that "
             "finished. python -m harness run --resume RUN_DIR") in html
+
+def test_incomplete_run_counts_what_was_planned(tmp_path: Path) -> None:
+    meta = {"run_id": "r3", "interrupted": False, "n_cases": 443}
+    html = build(write_run(tmp_path / "r3", meta, [row(n=n) for n in (16, 32, 64)]))
+    assert "3 of 443 planned" in html.split('id="overview"')[0]
+    assert "in all" not in html.split('id="overview"')[0]
+
+
+def test_many_problems_start_folded(tmp_path: Path) -> None:
+    rows = [row(f"p{i}", n=n, err=1e-2 / n**4) for i in range(OPEN_MAX + 1) for n in (8, 16)]
+    html = build(write_run(tmp_path / "run", {}, rows))
+    problems = html.split('id="problems"')[1].split('id="convergence"')[0]
+    assert problems.count('<details class="fold">') == OPEN_MAX + 1
+    assert "<details class=\"fold\" open>" not in problems
+
+
+def test_ok_case_with_no_correct_digits_is_flagged(tmp_path: Path) -> None:
+    rows = [row(n=n, err=1e-2 / n**4) for n in (8, 16)] + [row(n=4, err=10.0)]
+    html = build(write_run(tmp_path / "run", {}, rows))
+    assert "1 ok case(s) have no correct digits" in html.split('id="problems"')[0]
+    block = html.split('id="problem-linear"')[1].split("</section>")[0]
+    assert block.count('<tr class="wrong" title="no correct digits">') == 1
+
+
+def test_absent_optional_meta_keys_are_left_out_not_unknown(tmp_path: Path) -> None:
+    html = build(write_run(tmp_path / "run", {"run_id": "r"}, [row(n=16)]))
+    env = html.split('id="environment"')[1]
+    assert "odebench_version" not in env and "suite settings" not in env
+
 
 def test_run_where_every_case_failed_still_builds(tmp_path: Path) -> None:
     rows = [row(solver="dopri5", status="max_steps", n=None, rtol=r, message="too many steps")

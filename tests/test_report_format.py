@@ -53,3 +53,20 @@ def test_duration_is_unknown_without_an_end() -> None:
 @pytest.mark.parametrize("formatter", [fmt.sig, fmt.error, fmt.count, fmt.seconds])
 def test_formatters_show_non_numbers_as_text(formatter) -> None:  # noqa: ANN001
     assert formatter("n/a") == "n/a"
+
+
+@pytest.mark.parametrize("median, iqr, noisy", [
+    (1.0, 0.1, False), (1.0, fmt.NOISY_IQR_RATIO, False), (1.0, 0.3, True),
+    (0.0, 0.1, False), (None, 0.1, False), (1.0, math.nan, False), ("x", 0.1, False),
+])
+def test_a_time_is_noisy_when_its_iqr_is_wide(median: object, iqr: object,
+                                              noisy: bool) -> None:
+    assert fmt.is_noisy(median, iqr) is noisy
+
+
+def test_timing_settings_come_from_the_suite_or_its_settings() -> None:
+    meta = {"suite": {"warmup": 1, "min_repeats": 3, "max_time": 0.5, "rtol": [1e-3],
+                      "settings": {"repeats_min_time_s": 0.2}}}
+    keys = [k for k, _, _ in fmt.timing_settings(meta)]
+    assert keys == ["warmup", "min_repeats", "repeats_min_time_s", "max_time"]
+    assert fmt.timing_settings({"suite": "quick"}) == []
