@@ -71,8 +71,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("nfe_solver", "Int64", "calls", "calls of f as the solver counts them"),
     Column("nfe_backward", "Int64", "calls", "calls of f (or its VJP) in the backward pass"),
     Column("n_steps", "Int64", "steps", "attempted steps"),
-    Column("n_accepted", "Int64", "steps", "accepted steps"),
-    Column("n_rejected", "Int64", "steps", "rejected steps"),
+    Column("n_accepted", "Int64", "steps", "accepted steps; -1: unknown (torchdiffeq's "
+           "adaptive solvers do not report them)"),
+    Column("n_rejected", "Int64", "steps", "rejected steps; -1: unknown (a solver that does "
+           "not report them, e.g. scipy's Radau, BDF and LSODA, torchdiffeq's adaptive ones)"),
     Column("t_reached", "float64", "time", "how far the solve got"),
     Column("err_max", "float64", "", "max absolute error over all output times and components"),
     Column("err_final", "float64", "", "max absolute error at the final time"),
@@ -101,8 +103,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("grad_ref_provenance", "string", "", "how the reference gradient was computed"),
     Column("loss", "float64", "", "the loss the gradient is of"),
     Column("n_params", "Int64", "", "number of parameters of f differentiated"),
-    Column("n_steps_backward", "Int64", "steps", "attempted steps of the backward solves"),
-    Column("n_rejected_backward", "Int64", "steps", "rejected steps of the backward solves"),
+    Column("n_steps_backward", "Int64", "steps", "attempted steps of the backward solves; "
+           "-1: unknown (torchdiffeq's adjoint does not report them)"),
+    Column("n_rejected_backward", "Int64", "steps", "rejected steps of the backward solves; "
+           "-1: unknown (a solver that does not report them)"),
     Column("status_backward", "string", "", "status of the backward pass"),
     Column("time_forward_median_s", "float64", "s", "median wall time of the forward pass"),
     Column("time_backward_median_s", "float64", "s", "median wall time of the backward pass"),

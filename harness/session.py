@@ -132,9 +132,70 @@ def plan_from_record(items: Any, where: str) -> list[Case]:
     return cases
 
 
+def odebench_version() -> str:
+    """The installed odebench's version; the package's ``__version__`` when it is not
+    installed; ``unknown`` when neither is known."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("odebench")
+    except metadata.PackageNotFoundError:
+        import harness
+
+        return str(getattr(harness, "__version__", "unknown"))
+
+
+# How each case's time is measured (harness.measure.timing.time_call): recorded in meta.json so
+# that a report can say it
+TIMING_STATISTIC = {"statistic": "median", "spread": "interquartile range (IQR)",
+                    "clock": "wall (perf_counter; CUDA events on a GPU)"}
+
+
+def suite_settings(plan: Plan) -> dict[str, Any]:
+    """The run's settings that matter to a reader of its results, JSON-serialisable: the
+    tolerance and step ladders (the step counts each problem got, where the suite left them
+    to the problem), devices, dtypes, batch sizes, gradient modes, step budget, how time was
+    measured (``timing``: warm-up, repeats, median and IQR) and the time limits."""
+    suite = plan.suite
+    settings: dict[str, Any] = {
+        "rtol": list(suite.rtol),
+        "atol": list(suite.atol) if suite.atol is not None else "rtol x the problem's atol/rtol",
+        "steps": list(suite.steps) if suite.steps is not None else "each problem's own ladder",
+    }
+    if suite.steps is None:
+        by_problem: dict[str, dict[str, list[int]]] = {}
+        for c in plan.cases:
+            if c.kind == "solve" and c.n_steps is not None:
+                by_problem.setdefault(c.problem, {}).setdefault(c.solver, []).append(c.n_steps)
+        settings["steps_by_problem"] = by_problem
+    settings.update(
+        devices=list(suite.devices), dtypes=list(suite.dtypes), batch=list(suite.batch),
+        grad_modes=list(suite.grad_modes), max_steps=suite.max_steps,
+        timing=timing_settings(suite),
+        case_timeout_s=suite.case_timeout, train_timeout_s=suite.train_timeout,
+    )
+    return settings
+
+
+def timing_settings(suite: Suite) -> dict[str, Any]:
+    """How a case is timed: untimed warm-up calls, then repeats (at least ``min_repeats`` and
+    until ``min_time`` s, never beyond ``max_time`` s), summarised by the median and IQR."""
+    return {"warmup": suite.warmup, "min_repeats": suite.min_repeats,
+            "min_time_s": suite.min_time, "max_time_s": suite.max_time, **TIMING_STATISTIC}
+
+
+_SUITE_RECORD_EXTRA = ("settings",)  # keys meta.json's suite has beside the Suite's fields
+
+
+def suite_record(plan: Plan) -> dict[str, Any]:
+    """The suite as stored in meta.json: its fields, and ``settings`` for a reader."""
+    return {**dataclasses.asdict(plan.suite), "settings": suite_settings(plan)}
+
+
 def suite_from_record(data: Any, where: str) -> Suite:
     if not isinstance(data, dict):
         raise RunFolderError(f"{where}: the stored suite is missing")
+    data = {k: v for k, v in data.items() if k not in _SUITE_RECORD_EXTRA}
     try:
         suite = Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except TypeError as exc:
@@ -248,8 +309,9 @@ def start(plan: Plan, run_dir: Path, command: str, settings: RunSettings,
         "complete": False,
         "interrupted": False,
         "interrupted_by": None,
+        "odebench_version": odebench_version(),
         **settings.record(),
-        "suite": dataclasses.asdict(plan.suite),
+        "suite": suite_record(plan),
         "suite_parts": {k: dataclasses.asdict(v) for k, v in plan.parts.items()},
         "n_cases": len(plan.cases),
         "plan": plan_record(plan.cases),

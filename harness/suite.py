@@ -1,11 +1,12 @@
 """Suites and cases.
 
 A :class:`Suite` is the matrix a run covers: which problems and solvers, the tolerance ladder for
-adaptive solvers, the step-count ladder (doubling) for fixed-step solvers, devices, dtypes and
-batch sizes, and how to time. It comes from a built-in name (``default``, ``quick``), a TOML file,
-and command-line overrides, in that order (:mod:`harness.suite_file` reads names and files).
-:func:`expand` turns it into :class:`Case` records after checking every name and value, so a bad
-setting is refused before anything runs; an unknown name is answered with the nearest valid one.
+adaptive solvers, the step-count ladder for fixed-step solvers (by default each problem's own,
+:attr:`problems.base.Problem.steps`), devices, dtypes and batch sizes, and how to time. It comes
+from a built-in name (``default``, ``quick``), a TOML file, and command-line overrides, in that
+order (:mod:`harness.suite_file` reads names and files). :func:`expand` turns it into
+:class:`Case` records after checking every name and value, so a bad setting is refused before
+anything runs; an unknown name is answered with the nearest valid one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from harness import registry
+from problems.base import ladder_for
 
 
 class SuiteError(ValueError):
@@ -27,6 +29,8 @@ class SuiteError(ValueError):
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# the fixed-step ladder of a problem that declares none, where the suite gives none
+DEFAULT_STEPS = (32, 64, 128, 256, 512)
 DEFAULT_ADAPTIVE_MAX_STEPS = 100_000
 
 
@@ -40,7 +44,9 @@ class Suite:
     # None: rtol times the problem's own ratio atol/rtol (1 for most problems; the stiff
     # test-set problems declare small absolute scales), pairwise with rtol
     atol: tuple[float, ...] | None = None
-    steps: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048)
+    # None: each problem's own ladder for the solver's order (Problem.steps), else
+    # DEFAULT_STEPS; a ladder given here (--steps, a suite file) is used for every problem
+    steps: tuple[int, ...] | None = None
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float64",)
     batch: tuple[int, ...] = (1,)
@@ -90,19 +96,20 @@ BUILTIN_SUITES: dict[str, Suite] = {
         problems=DEFAULT_PROBLEMS,
         problems_sample=True,
         rtol=(1e-3, 1e-6, 1e-9),
-        steps=(32, 64, 128, 256, 512),
         min_time=0.02,
         max_time=0.25,
         include=("gradients-lite", "train-lite"),
         source="built-in suite 'default': a cross-section of the problems (each family; "
         "--tags or --problems choose from all), every solver, tolerances 1e-3, 1e-6, 1e-9, "
-        "32..512 fixed steps, plus the 'gradients-lite' and 'train-lite' suites",
+        "each problem's own fixed-step ladder (32..512 where it declares none), plus the "
+        "'gradients-lite' and 'train-lite' suites",
     ),
     "full": Suite(
         name="full",
         include=("gradients", "train-full"),
         source="built-in suite 'full': every problem and solver at tolerances 1e-3..1e-10 and "
-        "16..2048 fixed steps, plus the 'gradients' and 'train-full' suites",
+        "each problem's own fixed-step ladder (32..512 where it declares none), plus the "
+        "'gradients' and 'train-full' suites",
     ),
     "gradients": Suite(
         name="gradients",
@@ -388,6 +395,7 @@ def expand(
     problem_tags: dict[str, frozenset[str]],
     filters: Filters | None = None,
     problem_scales: dict[str, tuple[float, float]] | None = None,
+    problem_steps: Ladders | None = None,
 ) -> Plan:
     """Check the suite against the registries and expand it, and its includes, into cases.
 
@@ -396,6 +404,8 @@ def expand(
     problems and gradient modes are intersected with it, devices and dtypes replaced.
     ``problem_scales`` maps a problem to its error scales ``(atol, rtol)``; where the suite
     gives no ``atol``, a case's atol is its rtol times the problem's ``atol / rtol``.
+    ``problem_steps`` maps a problem to its fixed-step ladders (:attr:`Problem.steps`), used
+    where the suite gives no ``steps``; a problem missing from it is built to read them.
     A relative tolerance below the machine epsilon of a dtype it runs in is refused, one
     below 1000 eps gets a ``warning:`` note.
     """
@@ -405,7 +415,8 @@ def expand(
     # modes asked for; of a built-in suite's solvers, those that cannot are skipped.
     named = filters.solvers is not None or not suite.source.startswith("built-in")
     scales = problem_scales or {}
-    plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales)
+    ladders: Ladders = dict(problem_steps or {})
+    plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales, ladders=ladders)
     origins: dict[str, str] = {c.case_id: "" for c in plan.cases}  # case id -> included suite
     for name in dict.fromkeys(suite.include):
         inc = BUILTIN_SUITES[name]
@@ -429,7 +440,8 @@ def expand(
         if (not (narrowed.solvers or narrowed.optional_solvers)
                 or not (narrowed.problems or narrowed.tasks) or not narrowed.grad_modes):
             continue
-        part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales)
+        part = _expand_one(narrowed, problem_tags, quiet_empty=True, scales=scales,
+                           ladders=ladders)
         plan.notes.extend(part.notes)
         for case in part.cases:
             if case.case_id not in origins:
@@ -522,6 +534,39 @@ def _pairs_for(
     return [(r, float(f"{r * ratio:.3g}")) for r, _ in pairs]
 
 
+# problem -> its fixed-step ladders by method order (Problem.steps), None where it declares none
+Ladders = dict[str, dict[int, tuple[int, ...]] | None]
+
+
+def problem_ladders(names: Iterable[str]) -> Ladders:
+    """Each named problem's fixed-step ladders (:attr:`problems.base.Problem.steps`), built
+    once on the CPU (building is cheap); a problem that fails to build declares none (its
+    cases report the failure)."""
+    ladders: Ladders = {}
+    for name in names:
+        try:
+            ladders[name] = registry.build_problem(name, torch.float64, "cpu").steps
+        except Exception:  # noqa: BLE001 - the case rows carry the error
+            ladders[name] = None
+    return ladders
+
+
+def steps_for(suite: Suite, problem: str, order: int, ladders: Ladders) -> tuple[int, ...]:
+    """The step counts a fixed-step solver of ``order`` runs on ``problem``: the suite's ladder
+    when it gives one (``--steps``, a suite file), else the problem's own, else
+    :data:`DEFAULT_STEPS`. A problem not in ``ladders`` is built to read its own (and
+    added)."""
+    if suite.steps is not None:
+        return tuple(suite.steps)
+    if problem not in ladders:
+        ladders.update(problem_ladders([problem]))
+    own = ladder_for(ladders.get(problem), order)
+    if own is None:
+        return DEFAULT_STEPS
+    _check_counts(f"problem {problem!r}'s fixed-step ladder", own)
+    return own
+
+
 def _check_grad_modes(modes: Iterable[str]) -> None:
     _check_names("gradient mode", modes, ["none", *GRAD_MODES])
 
@@ -550,6 +595,7 @@ def _expand_one(
     quiet_empty: bool = False,
     strict_modes: bool = False,
     scales: dict[str, tuple[float, float]] | None = None,
+    ladders: Ladders | None = None,
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
@@ -567,7 +613,8 @@ def _expand_one(
         _check_names("tag", suite.tags, all_tags)
     _check_grad_modes(suite.grad_modes)
     pairs = tolerance_pairs(suite)
-    _check_counts("steps", suite.steps)
+    if suite.steps is not None:
+        _check_counts("steps", suite.steps)
     _check_counts("batch", suite.batch)
     _check_names("dtype", suite.dtypes, list(DTYPES))
     for d in suite.devices:
@@ -588,6 +635,8 @@ def _expand_one(
 
     cases: list[Case] = []
     notes: list[str] = []
+    if ladders is None:
+        ladders = {}
     for s in solvers:
         try:
             solver = registry.make_solver(s)
@@ -610,7 +659,7 @@ def _expand_one(
                                         Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
                                     )
                             else:
-                                for n in suite.steps:
+                                for n in steps_for(suite, p, solver.order, ladders):
                                     cases.append(Case(**common, n_steps=n))
     cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
     train = _train_cases(suite, solvers, strict_modes, notes)
@@ -685,7 +734,8 @@ def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,
                         notes.append(f"skipped: {exc}")
                     continue
                 settings = ([dict(rtol=r, atol=a, max_steps=suite.max_steps) for r, a in pairs]
-                            if solver.adaptive else [dict(n_steps=n) for n in suite.steps])
+                            if solver.adaptive else
+                            [dict(n_steps=n) for n in (suite.steps or DEFAULT_STEPS)])
                 for device in suite.devices:
                     for dtype in suite.dtypes:
                         for setting in settings:

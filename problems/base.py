@@ -51,7 +51,17 @@ class Problem:
     max_steps: int | None = None  # a budget for explicit solvers, where the problem needs one
     # the loss a gradient case differentiates, ys [len(t), *y0.shape] -> scalar; None: sum_sq
     loss: Callable | None = None
+    # The fixed-step ladder (step counts over the whole span) by method order: a solver of
+    # order p takes the entry of the largest order <= p (the smallest entry if none is). Chosen
+    # from the problem's own scale so that the errors fall in the asymptotic range where an
+    # order can be fitted. None: the suite's ladder. An explicit --steps or a suite file's
+    # steps wins over it.
+    steps: dict[int, tuple[int, ...]] | None = None
     extra: dict = field(default_factory=dict)
+
+    def steps_for(self, order: int) -> tuple[int, ...] | None:
+        """The problem's fixed-step ladder for a method of ``order`` (None: it declares none)."""
+        return ladder_for(self.steps, order)
 
     def loss_of(self, ys: torch.Tensor) -> torch.Tensor:
         """The problem's loss of a solution; by default the sum of squares of the solution at
@@ -61,6 +71,22 @@ class Problem:
     @property
     def dim(self) -> int:
         return int(self.y0.numel())
+
+
+def doubling(first: int, rungs: int = 5) -> tuple[int, ...]:
+    """A step-doubling ladder: ``first, 2 first, ..., 2**(rungs-1) first``."""
+    return tuple(first << k for k in range(rungs))
+
+
+def ladder_for(
+    ladders: dict[int, tuple[int, ...]] | None, order: int
+) -> tuple[int, ...] | None:
+    """The ladder of ``ladders`` (by method order) for a method of ``order``: the entry of the
+    largest order not above it, else the entry of the smallest order; None if there are none."""
+    if not ladders:
+        return None
+    below = [k for k in ladders if k <= order]
+    return tuple(ladders[max(below) if below else min(ladders)])
 
 
 def sum_of_squares(ys: torch.Tensor) -> torch.Tensor:

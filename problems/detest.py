@@ -38,7 +38,7 @@ from torch import nn
 
 from harness.registry import register_problem
 from problems import nonstiff
-from problems.base import Problem, Reference, RefKind
+from problems.base import Problem, Reference, RefKind, doubling
 from problems.references import RefCheck
 
 DETEST_CITATION = (
@@ -218,6 +218,31 @@ EXACT_DETEST = (
 )
 
 
+# Fixed-step ladders by method order (Problem.steps), chosen by measuring err_max against the
+# report's asymptotic range (1000 eps, 0.1]; a problem not named here uses the suite's
+# (32..512), which already puts every rk4 rung and most Euler rungs in range. Euler is given a
+# ladder where a fit costs at most about a second a solve.
+DETEST_STEPS: dict[str, dict[int, tuple[int, ...]]] = {
+    # Euler errs 0.11 at 2048 steps, 0.058 at 4096: only the top two rungs can enter the range
+    "detest-a3": {1: doubling(512), 4: doubling(32)},
+    # Euler errs 0.081 at 256 steps: from 128 four rungs are in range
+    "detest-a4": {1: doubling(128), 4: doubling(32)},
+    # Euler errs 0.073 at 2048 steps (0.15 at 1024): the top two rungs are in range
+    "detest-b5": {1: doubling(256), 4: doubling(32)},
+    # e = 0.3: rk4 errs 0.3 at 64 steps, 0.01 at 128: from 64 four rungs are in range
+    "kepler-d2": {1: doubling(32), 4: doubling(64)},
+    # e = 0.5: rk4 errs 0.19 at 128 steps, 0.0063 at 256: from 128 four rungs are in range
+    "kepler-d3": {1: doubling(32), 4: doubling(128)},
+    # e = 0.7: rk4 errs 0.45 at 256 steps, 0.015 at 512: from 128 three rungs are in range
+    "kepler-d4": {1: doubling(32), 4: doubling(128)},
+    # e = 0.9: rk4 errs 0.16 at 2048 steps, 0.006 at 4096 (periapsis speed 4.4): three rungs
+    # at 3000..5000, each solve a second or two; Euler still errs 34 at 2048: the suite's
+    "kepler-d5": {1: doubling(32), 4: (3000, 4000, 5000)},
+}
+# kepler-batch holds D1..D5: its error is D5's
+DETEST_STEPS["kepler-batch"] = DETEST_STEPS["kepler-d5"]
+
+
 def _builder(spec: ExactDetest):
     def build(dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Problem:
         t = DETEST_T
@@ -237,6 +262,7 @@ def _builder(spec: ExactDetest):
             rtol=1e-6,
             description=f"DETEST {spec.label}: {spec.description}",
             citation=DETEST_CITATION + f", problem {spec.label}",
+            steps=DETEST_STEPS.get(spec.name),
             extra={"detest": spec.label},
         )
 
@@ -281,6 +307,7 @@ def _kepler_builder(name: str, ecc: float):
             f"periods; periapsis speed is {math.sqrt((1 + ecc) / (1 - ecc)):.3g}, apoapsis "
             f"{math.sqrt((1 - ecc) / (1 + ecc)):.3g}.",
             citation=DETEST_CITATION + f", problem {label}",
+            steps=DETEST_STEPS.get(name),
             extra={"eccentricity": ecc, "detest": label},
         )
 
@@ -322,6 +349,7 @@ def build_kepler_batch(
         "size follows the most eccentric orbit, dopri5-pt and torchode give each orbit its "
         "own steps.",
         citation=DETEST_CITATION + ", problems D1-D5",
+        steps=DETEST_STEPS["kepler-batch"],
         extra={"eccentricity": eccs, "detest": "D1-D5"},
     )
 

@@ -57,3 +57,67 @@ def test_cuda_refused_where_there_is_none():
         pytest.skip("this machine has CUDA")
     with pytest.raises(SuiteError, match="no CUDA device"):
         expand(Suite("s", devices=("cuda",)), TAGS)
+
+
+def test_fixed_step_solvers_take_the_problems_own_ladder_for_their_order():
+    from problems.nonstiff import build_linear
+
+    linear = build_linear()
+    plan = expand(Suite("s", solvers=("euler", "rk4", "dopri5"), problems=("linear",)), TAGS)
+    steps = {s: [c.n_steps for c in plan.cases if c.solver == s] for s in ("euler", "rk4")}
+    assert steps["euler"] == list(linear.steps_for(1)) != steps["rk4"]
+    assert steps["rk4"] == list(linear.steps_for(4))
+
+
+def test_explicit_steps_win_over_the_problems_ladder():
+    suite = override(Suite("s", solvers=("euler", "rk4"), problems=("linear", "lorenz")),
+                     steps=(8, 16))
+    plan = expand(suite, {"linear": frozenset(), "lorenz": frozenset()})
+    assert {c.n_steps for c in plan.cases} == {8, 16}
+    assert len(plan.cases) == 2 * 2 * 2
+
+
+def test_a_problem_without_a_ladder_gets_the_default_one():
+    from harness.suite import DEFAULT_STEPS
+
+    plan = expand(Suite("s", solvers=("rk4",), problems=("robertson",)), TAGS)
+    assert tuple(c.n_steps for c in plan.cases) == DEFAULT_STEPS
+
+
+def test_problem_ladders_given_by_the_caller_are_used_and_checked():
+    suite = Suite("s", solvers=("euler", "rk4"), problems=("linear",))
+    plan = expand(suite, TAGS, problem_steps={"linear": {1: (10, 20), 4: (5,)}})
+    assert [(c.solver, c.n_steps) for c in plan.cases] == [("euler", 10), ("euler", 20),
+                                                           ("rk4", 5)]
+    with pytest.raises(SuiteError, match="problem 'linear'.s fixed-step ladder"):
+        expand(suite, TAGS, problem_steps={"linear": {1: (0,)}})
+
+
+@pytest.mark.parametrize("ladders, order, expected", [
+    ({1: (1,), 4: (4,)}, 1, (1,)), ({1: (1,), 4: (4,)}, 4, (4,)), ({1: (1,), 4: (4,)}, 2, (1,)),
+    ({1: (1,), 4: (4,)}, 5, (4,)), ({4: (4,)}, 1, (4,)), (None, 4, None), ({}, 4, None),
+])
+def test_a_method_takes_the_ladder_of_the_largest_order_not_above_its_own(ladders, order,
+                                                                           expected):
+    from problems.base import ladder_for
+
+    assert ladder_for(ladders, order) == expected
+
+
+def test_rk4_on_its_ladder_fits_order_four_from_three_points_in_range():
+    from harness.runner import ProblemCache, run_case
+    from reports.convergence import asymptotic_mask, fit_order
+
+    problem = "detest-a4"  # cheap: one equation; its own rk4 ladder
+    plan = expand(Suite("s", solvers=("rk4",), problems=(problem,), min_time=0.0,
+                        min_repeats=1, max_time=0.0), {problem: frozenset()})
+    cache = ProblemCache()
+    rows = [run_case(c, cache, plan.suite) for c in plan.cases]
+    assert all(r["status"] == "ok" for r in rows)
+    span = float(cache.get(problem, "float64", "cpu").t[-1])
+    h = [span / r["n_steps_requested"] for r in rows]
+    err = [r["err_max"] for r in rows]
+    used = asymptotic_mask(err, "float64")
+    assert used.sum() >= 3
+    assert fit_order([x for x, u in zip(h, used, strict=True) if u],
+                     [e for e, u in zip(err, used, strict=True) if u]) == pytest.approx(4, abs=0.3)

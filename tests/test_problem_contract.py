@@ -155,3 +155,14 @@ def test_float32_build_works(name):
     assert all(q.dtype == torch.float32 for q in p32.f.parameters())
     torch.testing.assert_close(out.double(), p64.f(p64.t[0], p64.y0), rtol=1e-5, atol=1e-5)
     assert p32.reference.ys.dtype == np.float64  # the reference stays float64
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_a_declared_fixed_step_ladder_is_increasing_positive_step_counts(name):
+    ladders = _build(name).steps
+    if ladders is None:
+        return
+    assert ladders and all(isinstance(order, int) and order >= 1 for order in ladders)
+    for ladder in ladders.values():
+        assert all(isinstance(n, int) and n > 0 for n in ladder)
+        assert list(ladder) == sorted(set(ladder)) and len(ladder) >= 3

@@ -136,3 +136,56 @@ def test_output_into_a_closed_pipe_is_no_traceback():
     os.close(write)
     assert proc.returncode == 141
     assert "Traceback" not in proc.stderr
+
+
+def _meta_of_a_run(tmp_path, *flags: str) -> dict:
+    out = tmp_path / "run"
+    assert main(["run", "--solvers", "rk4", "--problems", "linear", "--min-time", "0.001",
+                 "--no-report", "--quiet", "--out", str(out), *flags]) == 0
+    return json.loads((out / "meta.json").read_text())
+
+
+def test_meta_records_the_version_and_the_settings_a_reader_needs(tmp_path):
+    from importlib import metadata
+
+    meta = _meta_of_a_run(tmp_path, "--steps", "8,16")
+    assert meta["odebench_version"] == metadata.version("odebench")
+    settings = meta["suite"]["settings"]
+    assert settings["steps"] == [8, 16]
+    assert settings["rtol"] == [1e-3, 1e-6, 1e-9]
+    assert settings["devices"] == ["cpu"] and settings["dtypes"] == ["float64"]
+    assert settings["batch"] == [1] and settings["grad_modes"] == ["none"]
+    assert settings["timing"]["statistic"] == "median"
+    assert "IQR" in settings["timing"]["spread"]
+    assert settings["timing"]["min_time_s"] == 0.001
+    assert {"warmup", "min_repeats", "max_time_s"} <= set(settings["timing"])
+    assert settings["case_timeout_s"] > 0
+
+
+def test_meta_lists_each_problems_own_ladder_when_the_suite_leaves_steps_to_it(tmp_path):
+    from problems.nonstiff import build_linear
+
+    meta = _meta_of_a_run(tmp_path)
+    settings = meta["suite"]["settings"]
+    assert settings["steps"] == "each problem's own ladder"
+    assert settings["steps_by_problem"] == {"linear": {"rk4": list(build_linear().steps_for(4))}}
+
+
+def test_a_stored_suite_with_its_settings_reads_back(tmp_path):
+    from harness.session import suite_from_record
+
+    meta = _meta_of_a_run(tmp_path, "--steps", "8")
+    suite = suite_from_record(meta["suite"], "meta.json")
+    assert suite.steps == (8,) and suite.name == "default"
+
+
+def test_the_version_falls_back_when_odebench_is_not_installed(monkeypatch):
+    from importlib import metadata
+
+    from harness import session
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert session.odebench_version() == "unknown"
