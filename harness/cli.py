@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--atol", type=_tolerances,
                    help="absolute tolerances, paired with --rtol (default: each rtol times the "
                         "problem's own atol/rtol ratio, which is 1 for most problems)")
-    r.add_argument("--steps", type=_positive_ints, help="fixed-step ladder, e.g. 32,64,128")
+    r.add_argument("--steps", type=_positive_ints,
+                   help="fixed-step ladder for every problem, e.g. 32,64,128 "
+                        "(default: each problem's own ladder for the method's order)")
     r.add_argument("--device", type=_names, dest="devices", help="cpu, cuda, cuda:N (list)")
     r.add_argument("--dtype", type=_names, dest="dtypes", help="float32, float64 (list)")
     r.add_argument("--batch", type=_positive_ints, help="batch sizes, e.g. 1,1000")
@@ -237,18 +239,27 @@ def _compare_parser(sub) -> None:
     fail_on = ", ".join(m.value for m in FailOn)
     c = sub.add_parser(
         "compare", help="compare two runs case by case (terminal table and compare.html)",
+        usage="%(prog)s [options] RUN_A RUN_B",
         description="Compare run B against run A, matching cases by case id. A time counts as "
         "changed when the ratio of the medians is beyond --factor and the difference is "
-        "significant (Mann-Whitney U at p < 0.002 with 7 or more raw samples a side, otherwise "
-        "disjoint 99% confidence intervals of the medians). Status, NFE, steps and errors are "
-        "deterministic: any change is flagged. Marks (asv's): + slower, - faster, ~ beyond the "
-        "factor but not significant, ! newly failing, * fixed. Exactly two runs; to compare "
-        "several against one, run compare once per pair. When the runs come from different "
-        "machines, times are compared only with --times. Exit status: 0; 1 when --fail-on "
-        "finds what it names; 2 for a usage error.")
-    c.add_argument("run_a", type=Path, metavar="RUN_A", help="the run before (the reference)")
-    c.add_argument("run_b", type=Path, metavar="RUN_B", help="the run after")
-    c.add_argument("more", nargs="*", metavar="RUN", help=argparse.SUPPRESS)
+        "significant: Mann-Whitney U at p < 0.002 whenever the two sample sizes allow it (its "
+        "smallest attainable p, 2/C(n_a+n_b, min(n_a, n_b)), is below 0.002; e.g. 3 vs 40 "
+        "samples), otherwise disjoint 99% confidence intervals of the medians (8 or more "
+        "samples a side); with fewer, not significant, and the output says which side lacks "
+        "samples. Training cases have no raw samples: their training time is compared by the "
+        "factor alone (~ at most). Status, NFE, steps, errors, gradient errors, losses and "
+        "iterations are deterministic: any change beyond round-off is flagged. Marks (asv's): "
+        "+ slower, - faster, ~ beyond the factor but not significant or too few samples to "
+        "tell, ! newly failing, * fixed. A case in A but not in B counts as a regression; a "
+        "case in only one run as a change. Exactly two runs; to compare several against one, "
+        "run compare once per pair. When the runs come from different machines, or neither "
+        "records its machine, times are compared only with --times. Exit status: 0; 1 when "
+        "--fail-on finds what it names; 2 for a usage error.")
+    c.add_argument("run_a", type=Path, metavar="RUN_A", nargs="?", default=None,
+                   help="the run before (the reference)")
+    c.add_argument("run_b", type=Path, metavar="RUN_B", nargs="?", default=None,
+                   help="the run after")
+    c.add_argument("more", nargs="*", default=[], metavar="RUN", help=argparse.SUPPRESS)
     c.add_argument("--factor", type=_checked(_factor, "a number above 1"),
                    default=DEFAULT_FACTOR,
                    help=f"ratio of medians beyond which a time may count as changed "
@@ -256,11 +267,12 @@ def _compare_parser(sub) -> None:
     c.add_argument("--no-stats", action="store_true",
                    help="use the factor alone, no significance test")
     c.add_argument("--times", action="store_true",
-                   help="compare times even when the runs come from different machines")
+                   help="compare times even when the runs come from different machines, or "
+                        "from machines not known to be the same")
     c.add_argument("--fail-on", choices=[m.value for m in FailOn], default=None,
                    help=f"exit 1 on a regression (slower and significant, newly failing, NFE "
-                        f"or steps up, error worse) or on any flagged change ({fail_on}; "
-                        f"default: exit 0)")
+                        f"or steps up, error or loss worse, a case missing from B) or on any "
+                        f"flagged change ({fail_on}; default: exit 0)")
     c.add_argument("--only-changed", action="store_true",
                    help="list only the cases with a mark or a changed figure")
     c.add_argument("--out", type=Path,
@@ -277,6 +289,7 @@ def _export_parser(sub) -> None:
         f"({', '.join(FORMATS)}). Only cases that ended ok and have raw wall-time samples are "
         "written; how many were left out, and why, is printed.")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    # (cases whose samples hold no finite, positive number are left out too, with that reason)
     e.add_argument("--format", dest="fmt", required=True, metavar="FORMAT",
                    help=f"one of: {', '.join(FORMATS)}")
     e.add_argument("--out", type=Path,
@@ -819,14 +832,24 @@ def _run_folder(path: Path, what: str) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import FailOn, compare_runs, terminal_lines
-    from reports.compare_page import COMPARE_FILE, write
+    from harness.export import out_problem
+    from reports.compare_page import COMPARE_FILE, target, write
 
+    if args.run_a is None or args.run_b is None:
+        raise UsageError(f"compare needs two runs, RUN_A (before) and RUN_B (after); got "
+                         f"{0 if args.run_a is None else 1}. Usage: python -m harness compare "
+                         "RUN_A RUN_B")
     if args.more:
         raise UsageError(f"compare takes exactly two runs, RUN_A and RUN_B; got "
                          f"{2 + len(args.more)}. To compare several against one, run compare "
                          "once per pair")
     _run_folder(args.run_a, "RUN_A")
     _run_folder(args.run_b, "RUN_B")
+    out = target(args.out if args.out is not None else Path(COMPARE_FILE))
+    problem = out_problem(out)
+    if problem:
+        raise UsageError(f"--out {args.out if args.out is not None else out}: {problem}; give "
+                         "a writable file, or a folder to hold compare.html")
     comp, warnings = compare_runs(args.run_a, args.run_b, factor=args.factor,
                                   use_stats=not args.no_stats,
                                   times=True if args.times else None)
@@ -834,18 +857,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     for line in terminal_lines(comp, only_changed=args.only_changed):
         print(line)
-    path = write(comp, args.out if args.out is not None else Path(COMPARE_FILE))
+    try:
+        path = write(comp, out)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write the HTML: {exc}") from exc
     print(f"HTML: {path}")
     return 1 if comp.fails(FailOn(args.fail_on) if args.fail_on else None) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import FORMATS, export
+    from harness.export import FORMATS, export, out_path, out_problem
 
     if args.fmt not in FORMATS:
         raise UsageError(f"unknown --format {args.fmt!r}; valid formats: {', '.join(FORMATS)}")
     _run_folder(args.run_dir, "RUN_DIR")
-    result = export(args.run_dir, args.fmt, args.out)
+    path = out_path(args.run_dir, args.fmt, args.out)
+    problem = out_problem(path)
+    if problem:
+        raise UsageError(f"--out {path}: {problem}; give a writable file path")
+    try:
+        result = export(args.run_dir, args.fmt, args.out)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write: {exc}") from exc
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     left = "; left out: " + ", ".join(f"{k} {why}" for why, k in result.left_out.items())

@@ -4,12 +4,21 @@ Cases are matched by ``case_id``. Two kinds of figures are compared, by differen
 
 - **Wall time** is noisy. Following asv (airspeed velocity, ``asv compare`` and
   ``asv.step_detect``/``asv.statistics``), a time counts as changed only when the ratio of the
-  medians is beyond a factor (default 1.1) *and* the difference is statistically significant:
-  a two-sided Mann–Whitney U test at p < 0.002 when each side has enough raw samples, otherwise
-  non-overlapping 99% confidence intervals of the two medians. ``use_stats=False`` uses the
-  factor alone.
-- **Deterministic figures** (status, NFE, steps, backward NFE, errors) have no noise: any change
-  beyond a relative 1e-9 is reported, never explained away.
+  medians is beyond a factor (default 1.1) *and* the difference is statistically significant.
+  As asv does, the two-sided Mann–Whitney U test (p < 0.002) is used whenever it can reach
+  that level for the two sample sizes, i.e. when its smallest attainable p,
+  ``2 / C(n_a + n_b, min(n_a, n_b))``, is below 0.002 (3 vs 40 samples qualify, 6 vs 6 do
+  not); otherwise the 99% confidence intervals of the two medians (order statistics, 8 or more
+  samples a side) must not overlap. A side with too few samples for either is not significant,
+  and the output says which side lacks samples. ``use_stats=False`` uses the factor alone.
+  A training case has no raw samples: its ``time_train_s`` (else ``time_iter_median_s``) is
+  compared by the factor alone and is never significant (``~`` at most).
+- **Deterministic figures** (status, NFE, steps, backward NFE, errors; for gradient cases the
+  gradient errors, backward steps and backward status; for training cases the losses, errors
+  and iterations) have no noise: any change is reported, never explained away, beyond a
+  tolerance that only absorbs round-off: counts exactly; errors and losses relative 1e-9 of the
+  larger magnitude with an absolute floor of 1e-14; ``scd`` (digits) absolute 1e-6.
+- A case in A but not in B is a regression (it vanished); a case in only one run is a change.
 
 The marks are asv's: ``+`` slower (worse), ``-`` faster (better), ``~`` beyond the factor but
 not significant, ``!`` newly failing (ok in A, not in B), blank for no change. asv shows a
@@ -26,30 +35,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
 DEFAULT_FACTOR = 1.1
 P_THRESHOLD = 0.002  # asv's threshold for the Mann-Whitney U test
 CI_LEVEL = 0.99
-# At 6 samples a side the smallest two-sided exact p-value of the U test is 2/C(12, 6), about
-# 0.0022, which cannot pass 0.002; from 7 a side it can (2/C(14, 7), about 0.0006).
-MIN_SAMPLES_U_TEST = 7
-REL_TOL = 1e-9  # deterministic figures: a relative change beyond this is a change
+MIN_SAMPLES_CI = 8  # the fewest samples whose [min, max] covers the median at 99%
+REL_TOL = 1e-9  # errors and losses: a relative change beyond this (of the larger) is a change
+ABS_FLOOR = 1e-14  # ... and beyond this absolute amount (round-off near zero is no change)
+SCD_ABS_TOL = 1e-6  # digits: scd is a log10, so its round-off is absolute
 
-# Counted figures: (column, what it is); more is worse for each.
-COUNTS: tuple[tuple[str, str], ...] = (
-    ("nfe", "NFE"),
-    ("n_steps", "steps"),
-    ("nfe_backward", "backward NFE"),
+# Counted figures: (column, what it is, True when more is worse), compared exactly. A figure
+# missing on both sides is no change, so the gradient and training ones cost nothing elsewhere.
+COUNTS: tuple[tuple[str, str, bool], ...] = (
+    ("nfe", "NFE", True),
+    ("n_steps", "steps", True),
+    ("nfe_backward", "backward NFE", True),
+    ("n_steps_backward", "backward steps", True),  # gradient cases; -1: unknown
+    ("iteration_reached", "iterations reached", False),  # training cases
+    ("iteration_to_target", "iterations to target", True),  # training; missing: never reached
 )
-# Error figures: (column, what it is, True when larger is worse).
+# Error figures: (column, what it is, True when larger is worse), compared with a tolerance.
 ERRORS: tuple[tuple[str, str, bool], ...] = (
     ("err_max", "max error", True),
     ("scd", "scd", False),
+    ("grad_rel_err", "gradient error", True),  # gradient cases
+    ("grad_rel_err_y0", "gradient error dL/dy0", True),
+    ("grad_rel_err_theta", "gradient error dL/dtheta", True),
+    ("loss_final", "final loss", True),  # training cases
+    ("loss_best", "best loss", True),
+    ("val_err", "validation error", True),
+    ("test_error", "test error", True),
 )
+# A count whose missing value in B is worse than any number (never reached the target).
+MISSING_IS_WORSE: frozenset[str] = frozenset({"iteration_to_target"})
+# Counts where -1 means "the solver does not report it": a change to or from -1 is listed, but
+# it is not a regression (nothing is known to be worse).
+UNKNOWN_IS_MINUS_ONE: frozenset[str] = frozenset({"n_steps_backward"})
+# Time figures without raw samples, in order of preference, when there are no samples.
+TIME_FALLBACKS: tuple[str, ...] = ("time_median_s", "time_train_s", "time_iter_median_s")
 # What describes the machine a run was measured on (meta.json's environment).
-MACHINE_KEYS: tuple[str, ...] = ("cpu", "platform", "hostname", "torch", "cuda device")
+MACHINE_KEYS: tuple[str, ...] = ("cpu", "n_cores", "platform", "hostname", "torch",
+                                 "torch_threads", "cuda device")
 
 
 class Mark(enum.StrEnum):
@@ -66,7 +95,7 @@ class Mark(enum.StrEnum):
 MARK_MEANINGS: dict[Mark, str] = {
     Mark.WORSE: "slower beyond the factor, significant",
     Mark.BETTER: "faster beyond the factor, significant",
-    Mark.NOT_SIGNIFICANT: "beyond the factor, not significant",
+    Mark.NOT_SIGNIFICANT: "beyond the factor, not significant (or too few samples to tell)",
     Mark.NEWLY_FAILING: "newly failing (ok in A, not in B)",
     Mark.FIXED: "fixed (not ok in A, ok in B)",
 }
@@ -88,6 +117,20 @@ class Significance:
     test: str  # "mann-whitney", "ci", or "none" (stats off, or no samples)
     p_value: float | None = None
     why: str = ""
+
+
+def min_u_p_value(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p-value the exact Mann–Whitney U test can give for sample sizes
+    ``n_a`` and ``n_b``: ``2 / C(n_a + n_b, min(n_a, n_b))`` (every sample of one side below
+    every sample of the other), capped at 1."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_a + n_b, min(n_a, n_b)))
+
+
+def u_test_can_decide(n_a: int, n_b: int) -> bool:
+    """asv's rule: use the U test when it can reach p < 0.002 for these sample sizes."""
+    return min_u_p_value(n_a, n_b) < P_THRESHOLD
 
 
 def median_ci(samples: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float] | None:
@@ -112,22 +155,51 @@ def median_ci(samples: Sequence[float], level: float = CI_LEVEL) -> tuple[float,
     return xs[best - 1], xs[n - best]
 
 
+EXACT_U_MAX_PRODUCT = 10_000  # exact U p-values up to n_a * n_b of this (100 vs 100: ~0.03 s)
+EXACT_PERMUTATIONS_MAX = 20_000  # with ties: exact over every split up to this many (~0.3 s)
+
+
+def _u_p_value(a: list[float], b: list[float]) -> float:
+    """Two-sided Mann–Whitney U p-value, exact where that is cheap: without ties, scipy's
+    exact distribution (up to n_a * n_b = 10 000); with ties, the exact permutation
+    distribution of U over every split of the pooled samples (up to 20 000 splits); otherwise
+    scipy's tie-corrected normal approximation, accurate for large samples. (The normal
+    approximation overstates p for small ones: 9 vs 5 fully separated gives 0.0034, not the
+    exact 2/2002 = 0.001.)"""
+    no_ties = len(set(a) | set(b)) == len(a) + len(b)
+    splits = math.comb(len(a) + len(b), min(len(a), len(b)))
+    if no_ties and len(a) * len(b) <= EXACT_U_MAX_PRODUCT:
+        method: Any = "exact"
+    elif not no_ties and splits <= EXACT_PERMUTATIONS_MAX:
+        method = stats.PermutationMethod(n_resamples=splits)
+    else:
+        method = "asymptotic"
+    return float(stats.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
+
+
 def significance(a: Sequence[float], b: Sequence[float], *,
-                 min_samples: int = MIN_SAMPLES_U_TEST) -> Significance:
-    """Whether samples ``a`` and ``b`` differ: the U test with ``min_samples`` or more a side,
-    else non-overlapping 99% CIs of the medians (too few samples for one: not significant)."""
+                 rule: str | None = None) -> Significance:
+    """Whether samples ``a`` and ``b`` differ.
+
+    The U test when it can reach p < 0.002 for these sample sizes (:func:`u_test_can_decide`),
+    else non-overlapping 99% CIs of the medians; a side with too few samples for a CI (fewer
+    than 8): not significant, and ``why`` names that side. ``rule="ci"`` forces the CI rule.
+    """
     a = [float(x) for x in a]
     b = [float(x) for x in b]
-    if len(a) >= min_samples and len(b) >= min_samples:
-        p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    if rule is None and u_test_can_decide(len(a), len(b)):
+        p = _u_p_value(a, b)
         return Significance(p < P_THRESHOLD, "mann-whitney", p,
                             f"Mann-Whitney U p={p:.2g} ({'<' if p < P_THRESHOLD else '>='} "
                             f"{P_THRESHOLD})")
     ci_a, ci_b = median_ci(a), median_ci(b)
     if ci_a is None or ci_b is None:
+        short = [f"{side} has {len(xs)}" for side, xs, ci in (("A", a, ci_a), ("B", b, ci_b))
+                 if ci is None]
         return Significance(False, "ci", None,
-                            f"too few samples for a 99% CI of the median ({len(a)} and "
-                            f"{len(b)}; 8 needed)")
+                            f"too few samples to tell: {' and '.join(short)}, and a 99% CI of "
+                            f"the median needs {MIN_SAMPLES_CI} a side (the U test cannot "
+                            f"reach p < {P_THRESHOLD} with {len(a)} vs {len(b)})")
     apart = ci_a[1] < ci_b[0] or ci_b[1] < ci_a[0]
     return Significance(apart, "ci", None,
                         f"99% CIs of the medians {'do not overlap' if apart else 'overlap'}")
@@ -144,6 +216,7 @@ class TimeChange:
     n_a: int
     n_b: int
     significance: Significance
+    source: str = "time_samples_s"  # the column the times come from
 
 
 @dataclass(frozen=True)
@@ -199,6 +272,7 @@ class Comparison:
     use_stats: bool
     times_compared: bool
     machine_diffs: list[MachineDiff]
+    machine_unknown: bool = False  # neither run records its machine: not known to be the same
     machine_a: dict[str, Any] = field(default_factory=dict)
     machine_b: dict[str, Any] = field(default_factory=dict)
     cases: list[CaseComparison] = field(default_factory=list)
@@ -207,17 +281,35 @@ class Comparison:
 
     @property
     def regressions(self) -> list[CaseComparison]:
+        """The matched cases that regressed (see :attr:`n_regressions` for the count that
+        also holds the cases missing from B)."""
         return [c for c in self.cases if c.regression]
 
     @property
     def changes(self) -> list[CaseComparison]:
+        """The matched cases that changed (see :attr:`n_changes`)."""
         return [c for c in self.cases if c.changed]
+
+    @property
+    def n_regressions(self) -> int:
+        """Regressed matched cases plus the cases only in A (a case that vanished)."""
+        return len(self.regressions) + len(self.only_a)
+
+    @property
+    def n_changes(self) -> int:
+        """Changed matched cases plus the cases in only one of the runs."""
+        return len(self.changes) + len(self.only_a) + len(self.only_b)
+
+    @property
+    def nothing_matched(self) -> bool:
+        """A has cases but none of them is in B."""
+        return not self.cases and bool(self.only_a)
 
     def fails(self, fail_on: FailOn | None) -> bool:
         if fail_on is FailOn.REGRESSION:
-            return bool(self.regressions)
+            return self.n_regressions > 0
         if fail_on is FailOn.ANY_CHANGE:
-            return bool(self.changes)
+            return self.n_changes > 0
         return False
 
 
@@ -244,9 +336,11 @@ def machine(meta: dict[str, Any]) -> dict[str, Any]:
     cuda = env.get("cuda")
     return {
         "cpu": env.get("cpu"),
+        "n_cores": env.get("n_cores"),
         "platform": env.get("platform"),
         "hostname": env.get("hostname"),
         "torch": env.get("torch"),
+        "torch_threads": env.get("torch_threads"),
         "cuda device": cuda.get("device_name") if isinstance(cuda, dict) else None,
     }
 
@@ -256,27 +350,59 @@ def machine_diffs(meta_a: dict[str, Any], meta_b: dict[str, Any]) -> list[Machin
     return [MachineDiff(k, ma[k], mb[k]) for k in MACHINE_KEYS if ma[k] != mb[k]]
 
 
-def _samples(row: pd.Series) -> list[float]:
-    raw = row.get("time_samples_s")
-    if isinstance(raw, (list, tuple)):
-        return [float(x) for x in raw if not _missing(x)]
-    return []
+def machine_unknown(meta_a: dict[str, Any], meta_b: dict[str, Any]) -> bool:
+    """True when neither run records any of :data:`MACHINE_KEYS`: the machines are not known
+    to be the same (one that records them and one that does not differ, by machine_diffs)."""
+    return all(_missing(v) for m in (machine(meta_a), machine(meta_b)) for v in m.values())
+
+
+def positive_real(x: Any) -> float | None:
+    """``x`` as a float when it is a finite real number above 0 (not a bool, string, list,
+    None, NaN or inf), else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def valid_samples(raw: Any) -> list[float] | None:
+    """The finite, positive real numbers of a ``time_samples_s`` value, in order; None when
+    it holds no list of samples at all (missing)."""
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
+    if not isinstance(raw, (list, tuple)):
+        return None
+    return [v for v in map(positive_real, raw) if v is not None]
 
 
 def _time_change(ra: pd.Series, rb: pd.Series, use_stats: bool) -> TimeChange | None:
-    sa, sb = _samples(ra), _samples(rb)
-    med_a = float(pd.Series(sa).median()) if sa else ra.get("time_median_s")
-    med_b = float(pd.Series(sb).median()) if sb else rb.get("time_median_s")
-    if _missing(med_a) or _missing(med_b) or float(med_a) <= 0 or float(med_b) <= 0:
-        return None
-    med_a, med_b = float(med_a), float(med_b)
-    if not use_stats:
-        sig = Significance(True, "none", None, "statistics off (--no-stats): the factor alone")
-    elif sa and sb:
-        sig = significance(sa, sb)
+    """Raw samples when both sides have them; a side whose samples hold no valid number: no
+    verdict; no samples on either side: the first of :data:`TIME_FALLBACKS` that both sides
+    have, compared by the factor alone."""
+    sa, sb = valid_samples(ra.get("time_samples_s")), valid_samples(rb.get("time_samples_s"))
+    if sa == [] or sb == []:
+        return None  # samples recorded, none of them a usable time
+    if sa and sb:
+        med_a, med_b = float(np.median(sa)), float(np.median(sb))
+        if not use_stats:
+            sig = Significance(True, "none", None,
+                               "statistics off (--no-stats): the factor alone")
+        else:
+            sig = significance(sa, sb)
+        return TimeChange(med_a, med_b, med_b / med_a, len(sa), len(sb), sig)
+    for col in TIME_FALLBACKS:
+        fa, fb = positive_real(ra.get(col)), positive_real(rb.get(col))
+        if fa is not None and fb is not None:
+            break
     else:
-        sig = Significance(False, "none", None, "no raw samples to test")
-    return TimeChange(med_a, med_b, med_b / med_a, len(sa), len(sb), sig)
+        return None
+    if not use_stats:
+        sig = Significance(True, "none", None,
+                           f"statistics off (--no-stats): the factor alone ({col})")
+    else:
+        sig = Significance(False, "none", None,
+                           f"no raw samples, one {col} a side: factor only, not testable")
+    return TimeChange(fa, fb, fb / fa, 0, 0, sig, source=col)
 
 
 def _time_mark(change: TimeChange | None, factor: float) -> Mark:
@@ -289,15 +415,46 @@ def _time_mark(change: TimeChange | None, factor: float) -> Mark:
     return Mark.SAME
 
 
-def _differs(a: Any, b: Any, rel_tol: float = REL_TOL) -> bool:
+def _number(value: Any) -> float | None:
+    """A figure as a float; None when missing or not a number (a figure that is not a number
+    is compared as text by the caller)."""
+    if _missing(value) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _differs(a: Any, b: Any, rel_tol: float = REL_TOL, abs_tol: float = ABS_FLOOR) -> bool:
+    """Whether two figures differ beyond round-off: ``|a - b| > max(rel_tol * max(|a|, |b|),
+    abs_tol)``; missing on one side only is a difference, on both none."""
     if _missing(a) and _missing(b):
         return False
     if _missing(a) or _missing(b):
         return True
-    x, y = float(a), float(b)
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        return str(a) != str(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) != math.isnan(y)
     if math.isinf(x) or math.isinf(y):
         return x != y
-    return abs(x - y) > rel_tol * max(abs(x), abs(y))
+    return abs(x - y) > max(rel_tol * max(abs(x), abs(y)), abs_tol)
+
+
+def _worse(col: str, a: Any, b: Any, larger_worse: bool, *, count: bool) -> bool:
+    """Whether B's figure is worse than A's. A figure that vanished from B is worse for an
+    error (and for iterations to target: never reached), not for a count; one that appeared
+    is not worse (iterations to target: reached now)."""
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        if col in MISSING_IS_WORSE:
+            return y is None and x is not None
+        return y is None and not count
+    if col in UNKNOWN_IS_MINUS_ONE and (x < 0 or y < 0):
+        return False
+    return y > x if larger_worse else y < x
 
 
 def _figures(ra: pd.Series, rb: pd.Series, status_a: str, status_b: str) -> list[FigureChange]:
@@ -307,17 +464,23 @@ def _figures(ra: pd.Series, rb: pd.Series, status_a: str, status_b: str) -> list
                                 worse=status_a == "ok" and status_b != "ok"))
     if status_a != "ok" or status_b != "ok":
         return out  # a failed case's counts and errors say where it stopped, not how well
-    for col, name in COUNTS:
+    sba, sbb = ra.get("status_backward"), rb.get("status_backward")
+    if not (_missing(sba) and _missing(sbb)) and str(sba) != str(sbb):
+        a_txt = None if _missing(sba) else str(sba)
+        b_txt = None if _missing(sbb) else str(sbb)
+        out.append(FigureChange("status_backward", "backward status", a_txt, b_txt,
+                                worse=a_txt == "ok" and b_txt != "ok"))
+    for col, name, more_worse in COUNTS:
         a, b = ra.get(col), rb.get(col)
-        if _differs(a, b, 0.0):
-            out.append(FigureChange(col, name, a, b,
-                                    worse=not _missing(a) and not _missing(b) and b > a))
+        if _differs(a, b, 0.0, 0.0):
+            out.append(FigureChange(col, name, a, b, worse=_worse(col, a, b, more_worse,
+                                                                   count=True)))
     for col, name, larger_worse in ERRORS:
         a, b = ra.get(col), rb.get(col)
-        if _differs(a, b):
-            known = not _missing(a) and not _missing(b)
-            worse = (b > a if larger_worse else b < a) if known else _missing(b)
-            out.append(FigureChange(col, name, a, b, worse=bool(worse)))
+        tol = (0.0, SCD_ABS_TOL) if col == "scd" else (REL_TOL, ABS_FLOOR)
+        if _differs(a, b, *tol):
+            out.append(FigureChange(col, name, a, b, worse=_worse(col, a, b, larger_worse,
+                                                                   count=False)))
     return out
 
 
@@ -363,7 +526,8 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
 
     ra, rb = open_run(run_a), open_run(run_b)
     diffs = machine_diffs(ra.meta, rb.meta)
-    compare_times = (not diffs) if times is None else times
+    unknown = machine_unknown(ra.meta, rb.meta)
+    compare_times = (not diffs and not unknown) if times is None else times
     cases, only_a, only_b = compare_frames(ra.df, rb.df, factor=factor, use_stats=use_stats,
                                            times=compare_times)
     comp = Comparison(
@@ -371,7 +535,8 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
         run_id_a=str(ra.meta.get("run_id") or Path(run_a).name),
         run_id_b=str(rb.meta.get("run_id") or Path(run_b).name),
         factor=factor, use_stats=use_stats, times_compared=compare_times,
-        machine_diffs=diffs, machine_a=machine(ra.meta), machine_b=machine(rb.meta),
+        machine_diffs=diffs, machine_unknown=unknown,
+        machine_a=machine(ra.meta), machine_b=machine(rb.meta),
         cases=cases, only_a=only_a, only_b=only_b,
     )
     return comp, ra.warnings + rb.warnings
@@ -381,14 +546,23 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
 
 
 def machine_warning(comp: Comparison) -> str | None:
-    """One line when the runs were measured on different machines, else None."""
-    if not comp.machine_diffs:
+    """One line when the runs were measured on different machines, or on machines not known
+    to be the same (neither run records its environment), else None."""
+    if not comp.machine_diffs and not comp.machine_unknown:
         return None
-    what = "; ".join(f"{d.key} {_show(d.a)!r} vs {_show(d.b)!r}" for d in comp.machine_diffs)
     then = ("times compared anyway (--times)" if comp.times_compared else
             "times are NOT compared, only status, NFE, steps and errors (--times compares them "
             "anyway)")
+    if comp.machine_unknown:
+        return ("WARNING: the machines are not known to be the same (neither run records its "
+                f"environment in meta.json): {then}")
+    what = "; ".join(f"{d.key} {_show(d.a)!r} vs {_show(d.b)!r}" for d in comp.machine_diffs)
     return f"WARNING: the runs were measured on different machines ({what}): {then}"
+
+
+STATS_RULE = ("Mann-Whitney U p < 0.002 when the sample sizes allow it (smallest attainable p "
+              "2/C(n_a+n_b, min(n_a, n_b)) below 0.002), else disjoint 99% CIs of the medians "
+              "(8 or more samples a side); fewer: not significant (~)")
 
 
 def _seconds(value: float | None) -> str:
@@ -402,6 +576,8 @@ def _changes_text(case: CaseComparison) -> str:
     if case.status_a != case.status_b:
         parts.insert(0, f"status {case.status_a} -> {case.status_b}")
     if case.time is not None and case.mark is not Mark.SAME:
+        if case.time.source != "time_samples_s":
+            parts.append(f"time from {case.time.source}")
         parts.append(case.time.significance.why)
     return "; ".join(parts)
 
@@ -414,9 +590,19 @@ def summary_line(comp: Comparison) -> str:
         parts.append(f"{count[Mark.WORSE]} slower, {count[Mark.BETTER]} faster, "
                      f"{count[Mark.NOT_SIGNIFICANT]} beyond the factor but not significant")
     parts.append(f"{count[Mark.NEWLY_FAILING]} newly failing, {count[Mark.FIXED]} fixed, "
-                 f"{figures} with changed NFE, steps or errors")
-    parts.append(f"{len(comp.regressions)} regression(s), {len(comp.changes)} change(s)")
+                 f"{figures} with changed NFE, steps, errors or other deterministic figures")
+    if comp.only_a or comp.only_b:
+        parts.append(f"{len(comp.only_a)} only in A (counted as regressions), "
+                     f"{len(comp.only_b)} only in B")
+    parts.append(f"{comp.n_regressions} regression(s), {comp.n_changes} change(s)")
     return "; ".join(parts)
+
+
+def nothing_matched_line(comp: Comparison) -> str | None:
+    if not comp.nothing_matched:
+        return None
+    return (f"NO CASE MATCHED: none of A's {len(comp.only_a)} case(s) is in B; each counts as a "
+            "regression (--fail-on regression exits 1)")
 
 
 def terminal_lines(comp: Comparison, *, only_changed: bool = False) -> list[str]:
@@ -427,11 +613,11 @@ def terminal_lines(comp: Comparison, *, only_changed: bool = False) -> list[str]
         out.append(warning)
     out.append(f"A (before): {comp.run_a}  run {comp.run_id_a}")
     out.append(f"B (after):  {comp.run_b}  run {comp.run_id_b}")
-    stats_rule = ("Mann-Whitney U p < 0.002, or disjoint 99% CIs of the medians"
-                  if comp.use_stats else "no statistics (--no-stats)")
+    stats_rule = STATS_RULE if comp.use_stats else "no statistics (--no-stats)"
     timing = (f"times: ratio of medians beyond {comp.factor:g}x and significant ({stats_rule})"
               if comp.times_compared else "times: not compared")
-    out.append(timing + f"; deterministic figures: any change beyond {REL_TOL:g} relative")
+    out.append(timing + f"; deterministic figures: any change beyond round-off (counts exact; "
+               f"errors {REL_TOL:g} relative, at least {ABS_FLOOR:g}; scd {SCD_ABS_TOL:g} digits)")
     out.append("")
     rows = [c for c in comp.cases if c.changed or c.mark is not Mark.SAME or not only_changed]
     header = ["", "before", "after", "ratio", "case", "changes"]
@@ -455,13 +641,18 @@ def terminal_lines(comp: Comparison, *, only_changed: bool = False) -> list[str]
             out.append(line.rstrip())
     else:
         out.append("no changed cases" if only_changed else "no cases in common")
-    for label, ids in (("only in A", comp.only_a), ("only in B", comp.only_b)):
+    for label, note, ids in (("only in A", " - missing from B, counted as regressions",
+                              comp.only_a),
+                             ("only in B", " - new in B, counted as changes", comp.only_b)):
         if ids:
             out.append("")
-            out.append(f"{label} ({len(ids)}):")
+            out.append(f"{label} ({len(ids)}){note}:")
             out.extend(f"  {cid}" for cid in ids)
     out.append("")
     out.append("marks: " + "; ".join(f"{m} {t}" for m, t in MARK_MEANINGS.items())
                + "; blank: no change in time or status")
+    nothing = nothing_matched_line(comp)
+    if nothing:
+        out.append(nothing)
     out.append(summary_line(comp))
     return out

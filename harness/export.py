@@ -3,14 +3,18 @@
 One format so far, ``pytest-benchmark``: the JSON file that ``pytest --benchmark-save`` writes
 and ``pytest-benchmark compare`` reads (``machine_info``, ``commit_info``, ``datetime``,
 ``version`` and one entry of ``benchmarks`` per case, its ``stats`` computed from the case's
-raw wall-time samples). Only cases that ended ok and have raw samples are exported (a failed
-case's time says where it stopped, not how fast it is); the others are counted by reason.
+raw wall-time samples by pytest-benchmark's own definitions). Only cases that ended ok and
+have raw samples are exported (a failed case's time says where it stopped, not how fast it is);
+only the finite, positive real numbers of a case's samples are kept, and a case with none is
+left out; the others are counted by reason.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare import valid_samples
 from harness.results import open_run
 
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.1.0"
@@ -34,35 +39,53 @@ class ExportResult:
 
 
 def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
-    """(Q1, Q3) as the medians of the lower and upper halves (the median itself left out
-    when n is odd): Tukey's hinges, as in Tukey, *Exploratory Data Analysis*, 1977."""
+    """(Q1, Q3) of sorted ``xs`` as pytest-benchmark's ``Stats`` defines them (so that our
+    export reads as if pytest-benchmark had measured it): even n, the medians of the lower and
+    upper halves; odd n, a weighted mean of the two order statistics around n/4 and 3n/4
+    (Wikipedia's "Quartile, method 3"); n = 1, the one value."""
     n = len(xs)
     if n == 1:
         return xs[0], xs[0]
-    return statistics.median(xs[: n // 2]), statistics.median(xs[(n + 1) // 2:])
+    if n % 2 == 0:
+        return statistics.median(xs[: n // 2]), statistics.median(xs[n // 2:])
+    m = n // 4
+    if n % 4 == 1:  # n = 4m + 1
+        return 0.25 * xs[m - 1] + 0.75 * xs[m], 0.75 * xs[3 * m] + 0.25 * xs[3 * m + 1]
+    # n = 4m + 3
+    return 0.75 * xs[m] + 0.25 * xs[m + 1], 0.25 * xs[3 * m + 1] + 0.75 * xs[3 * m + 2]
 
 
 def sample_stats(samples: Sequence[float]) -> dict[str, Any]:
-    """pytest-benchmark's ``stats`` of a list of seconds per call (one iteration a round)."""
+    """pytest-benchmark's ``stats`` of a list of seconds per call (one iteration a round),
+    by the definitions of its ``pytest_benchmark.stats.Stats``: the mean and the sample
+    standard deviation of :mod:`statistics`; Q1 and Q3 as :func:`_quartiles`; ``iqr`` Q3 - Q1;
+    ``iqr_outliers`` the samples outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR]; ``stddev_outliers`` those
+    outside [mean - stddev, mean + stddev]; ``outliers`` "stddev_outliers;iqr_outliers";
+    ``ld15iqr`` the smallest sample at or above Q1 - 1.5 IQR and ``hd15iqr`` the largest at or
+    below Q3 + 1.5 IQR. ``samples`` must be non-empty."""
     data = [float(x) for x in samples]
     xs = sorted(data)
     n = len(xs)
-    mean = statistics.fmean(xs)
-    stddev = statistics.stdev(xs) if n > 1 else 0.0
+    mean = statistics.mean(data)
+    stddev = statistics.stdev(data) if n > 1 else 0
     q1, q3 = _quartiles(xs)
     iqr = q3 - q1
     lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-    iqr_out = sum(x < lo or x > hi for x in xs)
-    std_out = sum(x < mean - stddev or x > mean + stddev for x in xs)
-    inside = [x for x in xs if lo <= x <= hi] or xs
-    total = math.fsum(xs)
+    iqr_out = sum(x < lo or x > hi for x in data)
+    std_out = sum(x < mean - stddev or x > mean + stddev for x in data)
+    if n == 1:
+        ld, hd = data[0], data[0]
+    else:
+        ld = xs[bisect.bisect_left(xs, lo)]
+        hd = xs[bisect.bisect_right(xs, hi) - 1]
+    total = sum(data)
     return {
         "min": xs[0], "max": xs[-1], "mean": mean, "stddev": stddev, "rounds": n,
-        "median": statistics.median(xs), "iqr": iqr, "q1": q1, "q3": q3,
+        "median": statistics.median(data), "iqr": iqr, "q1": q1, "q3": q3,
         "iqr_outliers": iqr_out, "stddev_outliers": std_out,
         "outliers": f"{std_out};{iqr_out}",
-        "ld15iqr": inside[0], "hd15iqr": inside[-1],
-        "ops": n / total if total > 0 else 0.0, "total": total,
+        "ld15iqr": ld, "hd15iqr": hd,
+        "ops": n / total if total else 0, "total": total,
         "data": data, "iterations": 1,
     }
 
@@ -114,6 +137,7 @@ def _commit_info(meta: dict[str, Any]) -> dict[str, Any]:
 
 NOT_OK = "not ok"
 NO_SAMPLES = "without raw samples"
+NO_VALID_SAMPLES = "without a valid sample (finite, positive seconds)"
 
 
 def to_pytest_benchmark(meta: dict[str, Any], df: pd.DataFrame
@@ -121,14 +145,15 @@ def to_pytest_benchmark(meta: dict[str, Any], df: pd.DataFrame
     """(the pytest-benchmark document, how many cases were left out and why)."""
     suite = meta.get("suite") or {}
     benchmarks = []
-    left_out = {NOT_OK: 0, NO_SAMPLES: 0}
+    left_out = {NOT_OK: 0, NO_SAMPLES: 0, NO_VALID_SAMPLES: 0}
     for _, row in df.iterrows():
-        samples = row.get("time_samples_s")
+        raw = row.get("time_samples_s")
         if str(row.get("status")) != "ok":
             left_out[NOT_OK] += 1
             continue
-        if not isinstance(samples, (list, tuple)) or not samples:
-            left_out[NO_SAMPLES] += 1
+        samples = valid_samples(raw)  # finite, positive reals only
+        if not samples:
+            left_out[NO_SAMPLES if samples is None or not len(raw) else NO_VALID_SAMPLES] += 1
             continue
         params = {k: _value(row.get(k)) for k in ("problem", "solver", "grad_mode", "device",
                                                   "dtype", "batch")}
@@ -165,6 +190,31 @@ FORMATS: dict[str, Exporter] = {
 }
 
 
+def out_problem(path: Path) -> str | None:
+    """Why the file ``path`` cannot be written (a folder above it is a file, a folder is not
+    writable, it is a folder itself), or None when it can (its missing folders are made)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} exists and is not writable"
+    parent = path.parent
+    while not parent.exists():
+        if parent == parent.parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        return f"{parent} is a file, not a folder, so {path} cannot be made under it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the folder {parent} is not writable"
+    return None
+
+
+def out_path(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
+    """Where :func:`export` writes: ``out``, else ``RUN_DIR/<fmt>.json``."""
+    return Path(out) if out is not None else Path(run_dir) / f"{fmt}.json"
+
+
 def export(run_dir: Path, fmt: str, out: Path | None = None) -> ExportResult:
     """Write ``run_dir``'s timings as ``fmt`` (a key of :data:`FORMATS`) to ``out``
     (default: ``RUN_DIR/<fmt>.json``)."""
@@ -172,7 +222,7 @@ def export(run_dir: Path, fmt: str, out: Path | None = None) -> ExportResult:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     run = open_run(run_dir)
     doc, left_out = FORMATS[fmt](run.meta, run.df)
-    path = Path(out) if out is not None else Path(run_dir) / f"{fmt}.json"
+    path = out_path(run_dir, fmt, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     return ExportResult(path, len(doc["benchmarks"]), left_out, run.warnings)

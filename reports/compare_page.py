@@ -13,12 +13,16 @@ import jinja2
 from markupsafe import Markup
 
 from harness.compare import (
+    ABS_FLOOR,
     MARK_MEANINGS,
     REL_TOL,
+    SCD_ABS_TOL,
+    STATS_RULE,
     Comparison,
     Mark,
     machine,
     machine_warning,
+    nothing_matched_line,
     summary_line,
 )
 from reports import format as fmt
@@ -51,7 +55,8 @@ def _rows(comp: Comparison) -> list[dict]:
             "before": fmt.seconds(t.median_a) if t else fmt.MISSING,
             "after": fmt.seconds(t.median_b) if t else fmt.MISSING,
             "ratio": f"{t.ratio:.2f}" if t else fmt.MISSING,
-            "samples": f"{t.n_a} / {t.n_b}" if t else fmt.MISSING,
+            "samples": (f"{t.n_a} / {t.n_b}" if t.source == "time_samples_s"
+                        else f"none ({t.source})") if t else fmt.MISSING,
             "test": t.significance.why if t else "",
             "figures": [{"text": f.describe(), "worse": f.worse} for f in c.figures],
             "regression": c.regression,
@@ -71,7 +76,8 @@ def render(comp: Comparison) -> str:
         summary=summary_line(comp),
         rows=_rows(comp),
         marks=[(str(m), text) for m, text in MARK_MEANINGS.items()],
-        rel_tol=f"{REL_TOL:g}",
+        rel_tol=f"{REL_TOL:g}", abs_floor=f"{ABS_FLOOR:g}", scd_tol=f"{SCD_ABS_TOL:g}",
+        stats_rule=STATS_RULE, nothing_matched=nothing_matched_line(comp),
         machine_keys=list(machine({}).keys()),
         diffs={d.key for d in comp.machine_diffs},
         machine_a={k: fmt.text(v) for k, v in comp.machine_a.items()},
@@ -79,11 +85,15 @@ def render(comp: Comparison) -> str:
     )
 
 
+def target(out: Path) -> Path:
+    """The file the page goes to for ``--out OUT``: OUT/compare.html when OUT is a folder."""
+    out = Path(out)
+    return out / COMPARE_FILE if out.is_dir() else out
+
+
 def write(comp: Comparison, out: Path) -> Path:
     """Write the page to ``out`` (a file, or a folder to hold compare.html); its path."""
-    out = Path(out)
-    if out.is_dir():
-        out = out / COMPARE_FILE
+    out = target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(comp), encoding="utf-8")
     return out

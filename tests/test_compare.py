@@ -20,7 +20,9 @@ from harness.compare import (
     compare_frames,
     compare_runs,
     median_ci,
+    min_u_p_value,
     significance,
+    u_test_can_decide,
 )
 from harness.results import META_FILE, RESULTS_FILE, ResultsWriter, to_frame, write_meta
 
@@ -76,8 +78,10 @@ def test_compare_flags_exactly_the_planted_cases():
 def test_compare_lists_cases_present_in_only_one_run(capsys, tmp_path):
     code, lines, _ = _compare(capsys, RUN_A, RUN_B, "--out", tmp_path)
     assert code == 0
-    assert lines[lines.index("only in A (1):") + 1].strip() == CASE.format("euler")
-    assert lines[lines.index("only in B (1):") + 1].strip() == CASE.format("rk4")
+    a_head = "only in A (1) - missing from B, counted as regressions:"
+    b_head = "only in B (1) - new in B, counted as changes:"
+    assert lines[lines.index(a_head) + 1].strip() == CASE.format("euler")
+    assert lines[lines.index(b_head) + 1].strip() == CASE.format("rk4")
 
 
 def test_compare_terminal_marks(capsys, tmp_path):
@@ -174,9 +178,10 @@ def _row(solver: str, samples: list[float], **kw) -> dict:
     return row | kw
 
 
-def _write_run(folder: Path, rows: list[dict]) -> Path:
+def _write_run(folder: Path, rows: list[dict], env: dict | None = None) -> Path:
     folder.mkdir(parents=True)
-    write_meta(folder, {"run_id": folder.name, "environment": {"cpu": "x", "hostname": "h"}})
+    env = {"cpu": "x", "hostname": "h"} if env is None else env
+    write_meta(folder, {"run_id": folder.name, "environment": env})
     with ResultsWriter(folder) as w:
         for row in rows:
             w.write(row)
@@ -208,7 +213,12 @@ def test_factor_bounds_a_time_change(capsys, tmp_path):
 @pytest.mark.parametrize("column, a, b, flagged", [
     ("err_max", 1e-3, 1e-3 * (1 + 1e-12), False),
     ("err_max", 1e-3, 1e-3 * (1 + 1e-6), True),
-    ("scd", 3.0, 3.0 - 1e-7, True),
+    ("scd", 3.0, 3.0 - 1e-5, True),
+    ("scd", 3.0, 3.0 - 1e-7, False),  # within scd's absolute 1e-6 digits
+    ("scd", 0.0, -8.7e-14, False),  # round-off is not "scd worse"
+    ("err_max", 0.0, 1e-16, False),  # below the absolute floor 1e-14
+    ("err_max", 0.0, 1e-12, True),
+    ("err_max", 1e-20, 2e-20, False),
     ("nfe", 32, 33, True),
     ("n_steps", 8, 7, True),
     ("nfe_backward", 10, 10, False),
@@ -321,5 +331,212 @@ def test_median_ci_from_order_statistics(n, expected):
 def test_ci_rule_needs_disjoint_intervals(shift, significant):
     a = [float(x) for x in range(20)]
     b = [x + shift for x in a]
-    sig = significance(a, b, min_samples=100)  # force the CI rule
+    sig = significance(a, b, rule="ci")  # force the CI rule
     assert sig.test == "ci" and sig.significant is significant
+
+
+# ------------------------------------------------------------------------------ review fixes
+
+
+def test_a_case_missing_from_b_is_a_regression(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("kept", [1.0] * 8), _row("gone", [1.0] * 8)])
+    b = _write_run(tmp_path / "b", [_row("kept", [1.0] * 8), _row("new", [1.0] * 8)])
+    comp, _ = compare_runs(a, b)
+    assert comp.only_a == [CASE.format("gone")] and comp.only_b == [CASE.format("new")]
+    assert (comp.n_regressions, comp.n_changes) == (1, 2)
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")
+    assert code == 1 and "1 regression(s), 2 change(s)" in lines[-2]
+
+
+def test_a_case_only_in_b_is_a_change_not_a_regression(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("kept", [1.0] * 8)])
+    b = _write_run(tmp_path / "b", [_row("kept", [1.0] * 8), _row("new", [1.0] * 8)])
+    assert _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")[0] == 0
+    assert _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "any-change")[0] == 1
+
+
+def test_nothing_matched_fails_on_regression_and_says_so(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("x", [1.0] * 8)])
+    b = _write_run(tmp_path / "b", [_row("y", [1.0] * 8)])
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")
+    assert code == 1
+    assert any(x.startswith("NO CASE MATCHED: none of A's 1 case(s) is in B") for x in lines)
+    assert "NO CASE MATCHED" in (tmp_path / "compare.html").read_text()
+
+
+def test_min_u_p_value_is_asvs_rule():
+    assert min_u_p_value(6, 6) == pytest.approx(2 / 924)
+    assert not u_test_can_decide(6, 6)
+    assert u_test_can_decide(7, 7) and u_test_can_decide(9, 5) and u_test_can_decide(3, 40)
+    assert not u_test_can_decide(2, 2) and not u_test_can_decide(1, 900)
+
+
+def test_nine_vs_five_separated_samples_are_significant(capsys, tmp_path):
+    # fewer repeats when a case slows down (the timing loop's time budget): 9 vs 5, 2x
+    sa = [1.0 + 0.01 * i for i in range(9)]
+    sb = [2.0 + 0.01 * i for i in range(5)]
+    sig = significance(sa, sb)
+    assert sig.test == "mann-whitney" and sig.significant and sig.p_value == pytest.approx(
+        2 / 2002)
+    a = _write_run(tmp_path / "a", [_row("slow", sa)])
+    b = _write_run(tmp_path / "b", [_row("slow", sb)])
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")
+    assert _line_of(lines, "slow").startswith("+") and code == 1
+
+
+def test_three_vs_forty_use_the_u_test():
+    sig = significance([1.0, 1.1, 1.2], [2.0 + 0.01 * i for i in range(40)])
+    assert sig.test == "mann-whitney" and sig.significant
+
+
+def test_too_few_samples_names_the_short_side():
+    sig = significance([1.0], [2.0 + 0.01 * i for i in range(20)])
+    assert sig.test == "ci" and not sig.significant
+    assert "A has 1," in sig.why and "B has" not in sig.why and "8 a side" in sig.why
+    sig = significance([1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4])
+    assert "A has 5 and B has 5" in sig.why
+
+
+def _grad_row(**kw) -> dict:
+    return _row("g", [1.0] * 8, kind="gradient", grad_mode="adjoint", grad_rel_err=1e-6,
+                grad_rel_err_y0=1e-6, grad_rel_err_theta=2e-6, n_steps_backward=10,
+                status_backward="ok") | kw
+
+
+@pytest.mark.parametrize("change, column, worse", [
+    ({"grad_rel_err": 1e-5}, "grad_rel_err", True),
+    ({"grad_rel_err": 1e-7}, "grad_rel_err", False),
+    ({"grad_rel_err_y0": 1e-3}, "grad_rel_err_y0", True),
+    ({"grad_rel_err_theta": 1e-3}, "grad_rel_err_theta", True),
+    ({"n_steps_backward": 12}, "n_steps_backward", True),
+    ({"n_steps_backward": -1}, "n_steps_backward", False),  # -1: unknown, not worse
+    ({"status_backward": "nonfinite"}, "status_backward", True),
+])
+def test_gradient_figures_are_compared(change, column, worse):
+    cases, _, _ = compare_frames(to_frame([_grad_row()]), to_frame([_grad_row(**change)]))
+    (fig,) = cases[0].figures
+    assert fig.column == column and fig.worse is worse
+    assert cases[0].regression is worse and cases[0].changed
+
+
+def _train_row(**kw) -> dict:
+    row = {"case_id": "train/spiral/dopri5", "kind": "train", "problem": "spiral",
+           "solver": "dopri5", "status": "ok", "message": "", "nfe": 1000,
+           "loss_final": 0.01, "loss_best": 0.009, "val_err": 0.02, "test_error": 0.05,
+           "iteration_to_target": 120, "iteration_reached": 200, "iterations": 200,
+           "time_train_s": 10.0, "time_iter_median_s": 0.05}
+    return row | kw
+
+
+@pytest.mark.parametrize("change, column, worse", [
+    ({"loss_final": 0.02}, "loss_final", True),
+    ({"loss_best": 0.005}, "loss_best", False),
+    ({"val_err": 0.03}, "val_err", True),
+    ({"test_error": 0.06}, "test_error", True),
+    ({"iteration_to_target": 150}, "iteration_to_target", True),
+    ({"iteration_to_target": None}, "iteration_to_target", True),  # never reached now
+    ({"iteration_reached": 150}, "iteration_reached", True),
+])
+def test_training_figures_are_compared(change, column, worse):
+    cases, _, _ = compare_frames(to_frame([_train_row()]), to_frame([_train_row(**change)]))
+    (fig,) = cases[0].figures
+    assert fig.column == column and fig.worse is worse
+
+
+def test_training_time_is_compared_by_the_factor_alone(capsys, tmp_path):
+    cases, _, _ = compare_frames(to_frame([_train_row()]),
+                                 to_frame([_train_row(time_train_s=20.0)]))
+    t = cases[0].time
+    assert t.source == "time_train_s" and t.ratio == 2.0 and not t.significance.significant
+    assert cases[0].mark is Mark.NOT_SIGNIFICANT and not cases[0].regression
+    cases, _, _ = compare_frames(to_frame([_train_row(time_train_s=None)]),
+                                 to_frame([_train_row(time_train_s=None,
+                                                      time_iter_median_s=0.1)]))
+    assert cases[0].time.source == "time_iter_median_s" and cases[0].time.ratio == 2.0
+    a = _write_run(tmp_path / "a", [_train_row()])
+    b = _write_run(tmp_path / "b", [_train_row(time_train_s=20.0)])
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    (line,) = [x for x in lines if "train/spiral/dopri5" in x]
+    assert line.startswith("~") and "time from time_train_s" in line
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--no-stats",
+                              "--fail-on", "regression")
+    assert code == 1
+
+
+ODD = [None, "0.5", [1.0], float("inf"), float("-inf"), float("nan"), -1.0, 0.0, True]
+
+
+def test_odd_sample_values_are_skipped(capsys, tmp_path):
+    sa = ODD + [1.0 + 0.01 * i for i in range(9)]
+    sb = ODD + [2.0 + 0.01 * i for i in range(9)]
+    cases, _, _ = compare_frames(to_frame([_row("s", [1.0], time_samples_s=sa)]),
+                                 to_frame([_row("s", [1.0], time_samples_s=sb)]))
+    assert (cases[0].time.n_a, cases[0].time.n_b) == (9, 9) and cases[0].mark is Mark.WORSE
+    a = _write_run(tmp_path / "a", [_row("s", [1.0], time_samples_s=sa)])
+    b = _write_run(tmp_path / "b", [_row("s", [1.0], time_samples_s=sb)])
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    assert code == 0 and _line_of(lines, "s").startswith("+")
+
+
+def test_samples_without_a_valid_value_give_no_time_verdict():
+    cases, _, _ = compare_frames(to_frame([_row("s", [1.0], time_samples_s=ODD)]),
+                                 to_frame([_row("s", [1.0], time_samples_s=[5.0] * 9)]))
+    assert cases[0].time is None and cases[0].mark is Mark.SAME
+
+
+def test_out_under_a_file_is_a_usage_error_before_comparing(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, lines, err = _compare(capsys, RUN_A, RUN_B, "--out", tmp_path / "file" / "c.html")
+    assert code == 2 and lines == []
+    assert "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_out_in_an_unwritable_folder_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    import harness.export
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real = harness.export.os.access
+    monkeypatch.setattr(harness.export.os, "access",
+                        lambda p, mode: False if Path(p) == folder else real(p, mode))
+    code, lines, err = _compare(capsys, RUN_A, RUN_B, "--out", folder / "c.html")
+    assert code == 2 and lines == [] and f"the folder {folder} is not writable" in err
+
+
+def _env(**kw) -> dict:
+    return {"cpu": "x", "hostname": "h", "n_cores": 2, "torch_threads": 1} | kw
+
+
+@pytest.mark.parametrize("key, value", [("n_cores", 16), ("torch_threads", 4)])
+def test_cores_and_threads_are_part_of_the_machine(capsys, tmp_path, key, value):
+    a = _write_run(tmp_path / "a", [_row("s", [1.0] * 8)], env=_env())
+    b = _write_run(tmp_path / "b", [_row("s", [2.0] * 8)], env=_env(**{key: value}))
+    comp, _ = compare_runs(a, b)
+    assert [d.key for d in comp.machine_diffs] == [key] and not comp.times_compared
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    assert lines[0].startswith("WARNING: the runs were measured on different machines")
+
+
+def test_runs_without_environment_are_not_known_to_be_the_same(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("s", [1.0] * 8)], env={})
+    b = _write_run(tmp_path / "b", [_row("s", [2.0] * 8)], env={})
+    comp, _ = compare_runs(a, b)
+    assert comp.machine_unknown and not comp.times_compared and comp.cases[0].time is None
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    assert lines[0].startswith("WARNING: the machines are not known to be the same")
+    assert "times are NOT compared" in lines[0]
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--times")
+    assert _line_of(lines, "s").startswith("+")
+
+
+def test_one_run_is_a_usage_error_naming_run_a_and_run_b(capsys):
+    code, _, err = _compare(capsys, RUN_A)
+    assert code == 2
+    assert "RUN_A" in err and "RUN_B" in err and "RUN," not in err and "got 1" in err
+
+
+def test_tied_small_samples_use_an_exact_p_value():
+    # 9 vs 5, fully separated, with ties: the normal approximation would miss it
+    sig = significance([1.0] * 4 + [1.01] * 5, [2.0] * 3 + [2.1] * 2)
+    assert sig.test == "mann-whitney" and sig.significant
+    assert sig.p_value == pytest.approx(2 / 2002)

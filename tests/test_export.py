@@ -62,8 +62,9 @@ def test_exported_stats_are_those_of_the_raw_samples(capsys, tmp_path):
 
 
 def test_sample_stats_quartiles_and_outliers():
+    # pytest-benchmark's quartiles for odd n (not Tukey's hinges 1.5 and 52)
     st = sample_stats([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert (st["q1"], st["median"], st["q3"]) == (1.5, 3.0, 52.0)
+    assert (st["q1"], st["median"], st["q3"]) == (1.75, 3.0, 28.0)
     st = sample_stats([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 9.0])
     assert st["iqr_outliers"] == 1 and st["hd15iqr"] == 1.6 and st["ld15iqr"] == 1.0
     assert st["outliers"] == f"{st['stddev_outliers']};1"
@@ -101,3 +102,83 @@ def test_unknown_format_exits_2_listing_the_formats(capsys, tmp_path):
 def test_export_of_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
     code = main(["export", str(tmp_path), "--format", "pytest-benchmark"])
     assert code == 2 and "is not a run folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ review fixes
+
+PB_FIELDS = ("q1", "q3", "iqr", "outliers", "ld15iqr", "hd15iqr", "iqr_outliers",
+             "stddev_outliers", "min", "max", "median", "mean", "stddev", "rounds", "total")
+
+
+def _pb_stats(data: list[float]) -> dict:
+    stats = pytest.importorskip("pytest_benchmark.stats")
+    st = stats.Stats()
+    for x in data:
+        st.update(x)
+    return {f: getattr(st, f) for f in PB_FIELDS}
+
+
+def test_stats_match_pytest_benchmark_on_an_outlier():
+    ours = sample_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert {f: ours[f] for f in PB_FIELDS} == _pb_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+
+
+@pytest.mark.parametrize("n", [*range(1, 22), 40, 41, 99, 100])
+def test_stats_match_pytest_benchmark_for_odd_and_even_n(n):
+    import numpy as np
+
+    rng = np.random.default_rng(n)
+    data = list(map(float, rng.lognormal(-3.0, 0.3, n)))
+    if n > 4:
+        data[rng.integers(n)] *= 10  # an outlier
+    ours = sample_stats(data)
+    assert {f: ours[f] for f in PB_FIELDS} == _pb_stats(data)
+
+
+def _run_with_samples(folder: Path, samples: dict[str, list]) -> Path:
+    from harness.results import ResultsWriter, write_meta
+
+    folder.mkdir()
+    write_meta(folder, {"run_id": "r", "environment": {"cpu": "x"}})
+    with ResultsWriter(folder) as w:
+        for name, s in samples.items():
+            w.write({"case_id": f"solve/linear/{name}", "kind": "solve", "problem": "linear",
+                     "solver": name, "status": "ok", "time_samples_s": s})
+    return folder
+
+
+ODD = [None, "0.5", [1.0], float("inf"), float("nan"), -1.0, 0.0, True]
+
+
+def test_export_keeps_only_valid_samples_and_leaves_out_cases_with_none(capsys, tmp_path):
+    run = _run_with_samples(tmp_path / "run", {"mixed": ODD + [0.1, 0.2, 0.3],
+                                               "junk": ODD, "empty": []})
+    code = main(["export", str(run), "--format", "pytest-benchmark",
+                 "--out", str(tmp_path / "b.json")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads((tmp_path / "b.json").read_text())
+    (bench,) = doc["benchmarks"]
+    assert bench["name"] == "solve/linear/mixed" and bench["stats"]["data"] == [0.1, 0.2, 0.3]
+    assert "1 without a valid sample (finite, positive seconds)" in printed
+    assert "1 without raw samples" in printed
+
+
+def test_export_out_under_a_file_is_a_usage_error(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code = main(["export", str(RUN), "--format", "pytest-benchmark",
+                 "--out", str(tmp_path / "file" / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_export_out_in_an_unwritable_folder_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    import harness.export
+
+    real = harness.export.os.access
+    monkeypatch.setattr(harness.export.os, "access",
+                        lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    code = main(["export", str(RUN), "--format", "pytest-benchmark",
+                 "--out", str(tmp_path / "b.json")])
+    assert code == 2 and f"the folder {tmp_path} is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
