@@ -22,8 +22,12 @@ listed in a warning block in the header, so nothing is left out silently.
 
 from __future__ import annotations
 
+import concurrent.futures
+import inspect
+import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -112,8 +116,27 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
     ``run_dir`` is where the training cases' records files are (None: the Training section
     leaves their curves out and says so)."""
     df = _with_series(df)
+    n_figures = _figures_expected(solve_rows(df))
+    workers = _workers(n_figures)
+    pool = None
+    if workers > 1:
+        try:
+            pool = _pool(workers)
+        except (OSError, ValueError, NotImplementedError, ImportError):
+            pool = None  # no processes here (a sandbox, no semaphores): draw serially
+    if pool is not None:
+        try:
+            with pool:
+                return _render(meta, df, fallback_id, warnings, run_dir, _Figures(pool))
+        except _FigureFailure:
+            pass  # a figure failed in a worker: the serial build draws it, or says why
+    return _render(meta, df, fallback_id, warnings, run_dir, _Figures(None))
+
+
+def _render(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str,
+            warnings: Sequence[str], run_dir: str | Path | None, drawn: _Figures) -> str:
     run_id = fmt.text(meta.get("run_id")) if not fmt.is_missing(meta.get("run_id")) else fallback_id
-    ctx = _Context(meta, df)
+    ctx = _Context(meta, df, drawn)
     env = environment()
     sections = [
         env.get_template("overview.html.j2").render(o=_overview(ctx)),
@@ -125,7 +148,7 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
         env.get_template("environment.html.j2").render(e=_environment(meta, ctx.df)),
         env.get_template("schema.html.j2").render(columns=COLUMNS),
     ]
-    return env.get_template("report.html.j2").render(
+    page = env.get_template("report.html.j2").render(
         title=f"odebench report: {run_id}",
         version=fmt.text(meta.get("odebench_version")),
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
@@ -134,6 +157,7 @@ def render_report(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str = 
         nav=NAV_IDS,
         sections=[Markup(s) for s in sections],
     )
+    return drawn.fill(page)
 
 
 def _script() -> Markup:
@@ -158,6 +182,93 @@ def _with_series(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts).loc[df.index]
 
 
+PARALLEL_MIN_FIGURES = 12
+"""The problems' and convergence figures (matplotlib, most of a large report's build time)
+are drawn in a pool of processes when a run has at least this many, each figure in one
+worker, the page filled in with them at the end: the same bytes as drawn one after another.
+Fewer are drawn here, in order (a pool's start costs more than it saves)."""
+MAX_WORKERS = 8
+
+
+class _FigureFailure(Exception):
+    """A figure drawn in a worker failed (or the pool broke): build the page serially."""
+
+
+def _figures_expected(solves: pd.DataFrame) -> int:
+    """About how many figures the problems and convergence sections draw: two per problem
+    with ok solves (work-precision, tolerance), one per problem with fixed-step cases."""
+    if solves.empty or "problem" not in solves:
+        return 0
+    ok = solves[solves["status"].fillna("") == "ok"] if "status" in solves else solves
+    fixed = (solves[solves["n_steps_requested"].notna()] if "n_steps_requested" in solves
+             else solves.iloc[0:0])
+    return 2 * int(ok["problem"].nunique()) + int(fixed["problem"].nunique())
+
+
+def _workers(n_figures: int) -> int:
+    """How many processes draw the figures: 1 (here, serially) for few figures, or where
+    fewer than two cores are free (on a shared machine a pool only adds its own cost);
+    ``ODEBENCH_REPORT_WORKERS`` sets it outright."""
+    if n_figures < PARALLEL_MIN_FIGURES:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    wanted = os.environ.get("ODEBENCH_REPORT_WORKERS", "").strip()
+    if wanted.isdigit():
+        return max(1, min(int(wanted), MAX_WORKERS, n_figures))
+    free = float(cores)
+    try:  # the 1-minute load counts this process too
+        free = cores - max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):
+        pass
+    return max(1, min(cores, int(free + 0.5), MAX_WORKERS, n_figures))
+
+
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``workers`` processes, forked where the platform can (no re-import)."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+class _Figures:
+    """Draws the problems' and convergence figures: at once where ``pool`` is None, else in
+    ``pool``, each call returning a placeholder that :meth:`fill` replaces in the page."""
+
+    _TOKEN = re.compile(r"<!--odebench-figure-(\d+)-->")
+
+    def __init__(self, pool: concurrent.futures.Executor | None) -> None:
+        self.pool = pool
+        self.jobs: list[concurrent.futures.Future[Markup]] = []
+
+    def draw(self, fn: Callable[..., Markup], *args: Any) -> Markup:
+        """``fn(*args)`` (an SVG), or a placeholder for it while a worker draws it."""
+        if self.pool is None:
+            return fn(*args)
+        try:
+            self.jobs.append(self.pool.submit(fn, *args))
+        except Exception:  # noqa: BLE001 - a pool that cannot start: draw it here
+            return fn(*args)
+        return Markup(f"<!--odebench-figure-{len(self.jobs) - 1}-->")
+
+    def fill(self, page: str) -> str:
+        """``page`` with every placeholder replaced by its figure."""
+        if not self.jobs:
+            return page
+        try:
+            svgs = [str(job.result()) for job in self.jobs]
+        except Exception as exc:  # noqa: BLE001 - any failure: the serial build decides
+            raise _FigureFailure(f"{type(exc).__name__}: {exc}") from exc
+        return self._TOKEN.sub(lambda m: svgs[int(m.group(1))], page)
+
+
+def _slim(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with only the columns the solve figures read (what a worker is sent)."""
+    return rows[[c for c in figures.DRAWN_COLUMNS if c in rows]]
+
+
 class _Context:
     """What several sections share: the rows, the meta tables, figure styles and id counters.
 
@@ -166,8 +277,10 @@ class _Context:
     ``training_tasks`` the tasks with training cases (not listed as problems).
     """
 
-    def __init__(self, meta: Mapping[str, Any], all_rows: pd.DataFrame) -> None:
+    def __init__(self, meta: Mapping[str, Any], all_rows: pd.DataFrame,
+                 drawn: _Figures | None = None) -> None:
         self.meta = meta
+        self.figures = drawn if drawn is not None else _Figures(None)
         self.all_rows = all_rows
         df = solve_rows(all_rows)
         self.df = df
@@ -216,6 +329,18 @@ def _attempt(compute: Any) -> tuple[Any, str | None]:
         return None, "The headline analysis is not available in this version of odebench."
     except Exception as exc:  # noqa: BLE001 - any analysis failure becomes a note
         return None, f"The headline analysis failed: {type(exc).__name__}: {exc}"
+
+
+def _with_curves(analysis: Any, ctx: _Context, *args: Any) -> Any:
+    """``analysis(*args)``, handed the curves already in ``ctx`` (``curves_of_df``) where it
+    takes them, so they are not computed again; a replaced analysis may not take them."""
+    try:
+        takes = "curves_of_df" in inspect.signature(analysis).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes and ctx.curves is not None:
+        return analysis(*args, curves_of_df=ctx.curves)
+    return analysis(*args)
 
 
 def _no_correct_digits(df: pd.DataFrame) -> pd.Series:
@@ -414,11 +539,14 @@ def _overview(ctx: _Context) -> _Overview:
     planned = _planned(meta)
     if planned is not None:
         ran.insert(2, ("planned", str(planned)))
-    all_findings, note = _attempt(lambda: fnd.findings(rows, meta)) if len(rows) else (None, None)
+    # the curves of all rows are those of the plain solves (ctx.df): computed once, in ctx
+    all_findings, note = (_attempt(lambda: _with_curves(fnd.findings, ctx, rows, meta))
+                          if len(rows) else (None, None))
     families: list[fnd.FamilyFinding] | None = None
     solve_note = None
     if len(df):
-        families, solve_note = _attempt(lambda: fnd.family_findings(df, ctx.problems_meta))
+        families, solve_note = _attempt(
+            lambda: _with_curves(fnd.family_findings, ctx, df, ctx.problems_meta))
     views = []
     for f in families or []:
         views.append(_FamilyView(
@@ -518,8 +646,8 @@ def _problem(ctx: _Context, name: str) -> _Problem:
         notes.append("No successful case with a positive error to plot. "
                      + _failed_caption(failed))
     else:
-        svg = work_precision_svg(plotted, ctx.styles, ctx.figure_prefix(),
-                                 f"{name}: work-precision")
+        svg = ctx.figures.draw(work_precision_svg, _slim(plotted), ctx.styles,
+                               ctx.figure_prefix(), f"{name}: work-precision")
         extra = (f" {not_plotted_ok} ok case(s) with zero or missing error or NFE cannot be "
                  "drawn on log axes." if not_plotted_ok else "")
         figs.append((svg,
@@ -551,8 +679,9 @@ def _tolerance_figure(ctx: _Context, name: str, ok: pd.DataFrame) -> list[tuple[
         adaptive = adaptive[adaptive["n_steps_requested"].isna()]
     if adaptive.empty:
         return []
-    svg, _ = _attempt(lambda: draw(adaptive, ctx.styles, ctx.figure_prefix(),
-                                   f"{name}: tolerance proportionality"))
+    svg, _ = _attempt(lambda: ctx.figures.draw(draw, _slim(adaptive), ctx.styles,
+                                               ctx.figure_prefix(),
+                                               f"{name}: tolerance proportionality"))
     if not isinstance(svg, Markup):
         return []
     return [(svg, "Tolerance proportionality: the error reached against the requested rtol, "
@@ -665,8 +794,8 @@ def _convergence(ctx: _Context) -> Markup:
         drawable = [f for f in fits if (f.err > 0).any()]
         inner: list[object] = []
         if drawable:
-            svg = convergence_svg(drawable, ctx.styles, ctx.figure_prefix(),
-                                  f"{name}: error vs step size")
+            svg = ctx.figures.draw(convergence_svg, drawable, ctx.styles,
+                                   ctx.figure_prefix(), f"{name}: error vs step size")
             axis = ("h = (t1 − t0)/n from the problem's time span" if span
                     else "1/n, as the problem's time span is not in meta.json")
             inner.append(_figure(svg, f"Error against step size ({axis}), one line per "

@@ -25,7 +25,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter, LogLocator
 
@@ -335,9 +338,20 @@ def end_point_error(rows: pd.DataFrame) -> pd.Series:
     return 10.0 ** (-scd.astype(float))
 
 
+DRAWN_COLUMNS = ("problem", "series", "solver", "scd", "nfe", "time_median_s", "time_iqr_s",
+                 "rtol", "atol", "n_steps_requested", *FACET_COLUMNS)
+"""The columns the solve figures read: the rest of a case's row is left behind, so that
+sorting and splitting the rows moves a few columns, not sixty."""
+_NUMERIC = ("nfe", "time_median_s", "time_iqr_s")  # converted to floats once, in with_error
+
+
 def with_error(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with a finite, positive :func:`end_point_error`, as a column ``E``."""
-    out = rows.copy()
+    """The rows with a finite, positive :func:`end_point_error`, as a column ``E`` (only
+    the columns the figures read, :data:`DRAWN_COLUMNS`)."""
+    out = rows[[c for c in DRAWN_COLUMNS if c in rows]].copy()
+    for c in _NUMERIC:  # once here, not per series and panel
+        if c in out:
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     out["E"] = end_point_error(out)
     return out[np.isfinite(out["E"]) & (out["E"] > 0)]
 
@@ -353,15 +367,14 @@ def ladder_order(rows: pd.DataFrame) -> pd.DataFrame:
     """One series' rows in ladder order, the order its points are joined in: rtol from loose
     to tight for an adaptive solver, the step count ascending for a fixed-step one (NFE
     breaks ties). Joining in NFE order instead zig-zags where NFE is not monotonic."""
-    key = pd.DataFrame(index=rows.index)
     if is_fixed_step(rows):
-        key["a"] = rows["n_steps_requested"].astype(float)
+        a = rows["n_steps_requested"].to_numpy(dtype=float)
     elif "rtol" in rows and rows["rtol"].notna().any():
-        key["a"] = -rows["rtol"].astype(float).fillna(-np.inf)
+        a = -np.nan_to_num(rows["rtol"].to_numpy(dtype=float), nan=-np.inf)  # no rtol: last
     else:
-        key["a"] = 0.0
-    key["b"] = rows["nfe"].astype(float) if "nfe" in rows else 0.0
-    return rows.loc[key.sort_values(["a", "b"], kind="mergesort").index]
+        a = np.zeros(len(rows))
+    b = rows["nfe"].to_numpy(dtype=float) if "nfe" in rows else np.zeros(len(rows))
+    return rows.iloc[np.lexsort((b, a))]  # stable, NaN last: a mergesort by (a, b)
 
 
 def _facet_sort(value: object) -> tuple[int, float, str]:
@@ -403,18 +416,102 @@ def _series_label(series: str, faceted: bool) -> str:
     return base_name(series) if faceted else series
 
 
-def _legend(fig: Figure, axes: Iterable[Axes], n_max_cols: int = 4) -> None:
+def _legend(fig: Figure, axes: Iterable[Axes], n_max_cols: int = 4) -> Legend | None:
     """One legend for the figure, below it, each label once."""
     seen: dict[str, object] = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(lab, h)
-    if seen:
-        width = float(fig.get_size_inches()[0])
-        longest = max(len(lab) for lab in seen)
-        fits = max(1, int(width // (0.065 * longest + 0.55)))  # 8 pt text, handle, gap
-        fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center",
-                   ncols=min(len(seen), n_max_cols, fits))
+    if not seen:
+        return None
+    width = float(fig.get_size_inches()[0])
+    longest = max(len(lab) for lab in seen)
+    fits = max(1, int(width // (0.065 * longest + 0.55)))  # 8 pt text, handle, gap
+    return fig.legend(list(seen.values()), list(seen.keys()), loc="lower center",
+                      ncols=min(len(seen), n_max_cols, fits))
+
+
+# A fixed layout, computed once from the panel grid and the text it holds: matplotlib's
+# constrained layout draws every figure two or three extra times to find the same margins,
+# which was most of a large report's build time. Distances in inches.
+_PAD = 0.04  # around the figure's edge
+_TICKS = (3.5 + 3.5) / 72  # major tick length and its label pad
+_LABEL = (9 * 1.2 + 4.0) / 72  # a 9 pt axis label and its pad
+_TITLE = 0.22  # a 9 pt panel title above its panel, with its pad
+_SUPTITLE = 0.23  # the 10 pt figure title at the top
+_COL_GAP = 0.18  # between panels side by side (shared y: no tick labels between them)
+
+
+def _renderer(fig: Figure) -> RendererAgg:
+    """A 1x1 pixel renderer: enough to measure text, far cheaper than a draw."""
+    return RendererAgg(1, 1, fig.dpi)
+
+
+def _tick_texts(axis: Axis) -> list[tuple[float, str]]:
+    """The (value, label) of the labelled ticks ``axis`` will draw, without making ticks."""
+    if not axis._major_tick_kw.get("label1On", True):  # hidden on an inner shared panel
+        return []
+    lo, hi = sorted(axis.get_view_interval())
+    out: list[tuple[float, str]] = []
+    for locator, formatter in ((axis.get_major_locator(), axis.get_major_formatter()),
+                               (axis.get_minor_locator(), axis.get_minor_formatter())):
+        values = [float(v) for v in locator() if lo <= v <= hi]
+        out += [(v, t) for v, t in zip(values, formatter.format_ticks(values), strict=True)
+                if t]
+    return out
+
+
+def _text_size(renderer: RendererAgg, text: str, size: float) -> tuple[float, float]:
+    """Width and height of ``text`` at ``size`` pt, in inches."""
+    w, h, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=size), ismath=False)
+    return w / renderer.dpi, h / renderer.dpi
+
+
+def _fraction(axis: Axis, value: float) -> float:
+    """Where ``value`` lies along ``axis``, 0 at its low end, 1 at its high end."""
+    lo, hi = sorted(axis.get_view_interval())
+    if axis.get_scale() == "log" and lo > 0 and value > 0:
+        return float((np.log10(value) - np.log10(lo)) / (np.log10(hi) - np.log10(lo) or 1.0))
+    return float((value - lo) / ((hi - lo) or 1.0))
+
+
+def _place(fig: Figure, grid: np.ndarray, legend: Legend | None, *, titled: bool) -> None:
+    """Lay ``grid`` (rows x columns of axes) out by hand: the y tick labels of the left
+    column and the axis labels set the left margin, the bottom row's last x tick label the
+    right one, the legend (below) and the x labels the bottom one, the figure title (and
+    the panel titles, where ``titled``) the top one and the gaps between rows."""
+    renderer = _renderer(fig)
+    width, height = (float(v) for v in fig.get_size_inches())
+    nrows, ncols = grid.shape
+    tick_w = max((_text_size(renderer, t, 9)[0] for ax in grid[:, 0]
+                  for _, t in _tick_texts(ax.yaxis)), default=0.0)
+    left = _PAD + _LABEL + tick_w + _TICKS
+    right = _PAD
+    ax_w = (width - left - right - (ncols - 1) * _COL_GAP) / ncols
+    for ax in grid[-1]:  # a tick label centred near the right end reaches past the panel
+        for v, t in _tick_texts(ax.xaxis):
+            reach = _text_size(renderer, t, 9)[0] / 2 - (1 - _fraction(ax.xaxis, v)) * ax_w
+            right = max(right, _PAD + reach)
+    ax_w = (width - left - right - (ncols - 1) * _COL_GAP) / ncols
+    leg_h = 0.0
+    if legend is not None:
+        leg_h = legend.get_window_extent(renderer).height / renderer.dpi + 0.056
+    has_x_label = any(ax.get_xlabel() for ax in grid[-1])
+    has_x_ticks = any(_tick_texts(ax.xaxis) for ax in grid[-1])
+    bottom = (_PAD + leg_h + (_LABEL if has_x_label else 0.0)
+              + (_TICKS + 9 / 72 if has_x_ticks else 0.0))
+    top = _PAD + _SUPTITLE + (_TITLE if titled else 0.0)
+    gap = (_TITLE if titled else 0.0) + 0.12
+    ax_h = (height - top - bottom - (nrows - 1) * gap) / nrows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=_COL_GAP / ax_w if ncols > 1 else 0.0,
+                        hspace=gap / ax_h if nrows > 1 else 0.0)
+
+
+def _suptitle(fig: Figure, title: str) -> None:
+    height = float(fig.get_size_inches()[1])
+    fig.suptitle(plain(title), fontsize=10, y=1 - _PAD / height, va="top")
 
 
 def _no_data(ax: Axes, text: str) -> None:
@@ -439,7 +536,7 @@ def work_precision_figure(rows: pd.DataFrame, styles: dict[str, Style], title: s
     data = with_error(rows)
     parts = facets(data)
     faceted = len(parts) > 1
-    fig = Figure(figsize=(7.6, 2.7 * len(parts) + 0.9), layout="constrained")
+    fig = Figure(figsize=(7.6, 2.7 * len(parts) + 0.9))
     axes = fig.subplots(len(parts), 2, sharex="col", sharey=True, squeeze=False)
     for (facet, part), (ax_nfe, ax_time) in zip(parts, axes, strict=True):
         for series, s in part.groupby("series", sort=True):
@@ -447,15 +544,15 @@ def work_precision_figure(rows: pd.DataFrame, styles: dict[str, Style], title: s
             st = style_of(styles, str(series))
             kw = dict(st.line_kw(), markersize=4, linewidth=1.1,
                       label=plain(_series_label(str(series), faceted)))
-            with_nfe = s[pd.to_numeric(s["nfe"], errors="coerce") > 0]
-            ax_nfe.plot(with_nfe["nfe"].astype(float), with_nfe["E"].astype(float), **kw)
-            t = s[pd.to_numeric(s["time_median_s"], errors="coerce") > 0]
-            x = t["time_median_s"].astype(float).to_numpy()
-            y = t["E"].astype(float).to_numpy()
+            nfe, err = s["nfe"].to_numpy(dtype=float), s["E"].to_numpy(dtype=float)
+            ax_nfe.plot(nfe[nfe > 0], err[nfe > 0], **kw)
+            median = s["time_median_s"].to_numpy(dtype=float)
+            timed = median > 0
+            x, y = median[timed], err[timed]
             ax_time.plot(x, y, **kw)
-            iqr = (pd.to_numeric(t["time_iqr_s"], errors="coerce").to_numpy(dtype=float)
-                   if "time_iqr_s" in t else np.full(len(t), np.nan))
-            if len(t) and np.isfinite(iqr).any():
+            iqr = (s["time_iqr_s"].to_numpy(dtype=float)[timed] if "time_iqr_s" in s
+                   else np.full(len(x), np.nan))
+            if len(x) and np.isfinite(iqr).any():
                 left, right = _iqr_bounds(x, iqr)
                 gap = np.full(len(x), np.nan)  # one path per series, broken between points
                 bx = np.column_stack([x - left, x + right, gap]).ravel()
@@ -463,7 +560,7 @@ def work_precision_figure(rows: pd.DataFrame, styles: dict[str, Style], title: s
                 ax_time.plot(bx, by, color=st.color, linewidth=0.8, alpha=0.55,
                              solid_capstyle="butt")
         if facet:
-            ax_nfe.set_title(plain(facet), fontsize=9, loc="left")
+            ax_nfe.set_title(plain(facet), fontsize=9, loc="left", y=1.0)
         ax_nfe.set_ylabel(ERROR_LABEL)
         for ax in (ax_nfe, ax_time):
             ax.set_xscale("log")
@@ -479,8 +576,9 @@ def work_precision_figure(rows: pd.DataFrame, styles: dict[str, Style], title: s
             tidy_log_axis(ax.yaxis)
     axes[-1][0].set_xlabel(NFE_LABEL)
     axes[-1][1].set_xlabel(TIME_LABEL)
-    _legend(fig, axes.ravel(), 5)
-    fig.suptitle(plain(title), fontsize=10)
+    legend = _legend(fig, axes.ravel(), 5)
+    _suptitle(fig, title)
+    _place(fig, axes, legend, titled=faceted)
     return fig
 
 
@@ -559,7 +657,7 @@ def tolerance_figure(rows: pd.DataFrame, styles: dict[str, Style], title: str) -
     parts = facets(data)
     faceted = len(parts) > 1
     problem = str(data["problem"].iloc[0]) if "problem" in data and len(data) else ""
-    fig = Figure(figsize=(6.4, 3.0 * len(parts) + 1.0), layout="constrained")
+    fig = Figure(figsize=(6.4, 3.0 * len(parts) + 1.0))
     axes = fig.subplots(len(parts), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     for (facet, part), ax in zip(parts, axes, strict=True):
         for series, s in part.groupby("series", sort=True):
@@ -576,7 +674,7 @@ def tolerance_figure(rows: pd.DataFrame, styles: dict[str, Style], title: str) -
                 xs = np.array([x.min(), x.max()])
                 ax.plot(xs, fit.C * xs**fit.p, color=st.color, linestyle="--", linewidth=1.0)
         if facet:
-            ax.set_title(plain(facet), fontsize=9, loc="left")
+            ax.set_title(plain(facet), fontsize=9, loc="left", y=1.0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylabel(ERROR_LABEL)
@@ -597,8 +695,9 @@ def tolerance_figure(rows: pd.DataFrame, styles: dict[str, Style], title: str) -
             tidy_log_axis(ax.xaxis)
             tidy_log_axis(ax.yaxis)
     axes[-1].set_xlabel(RTOL_LABEL)
-    _legend(fig, axes, 3)
-    fig.suptitle(plain(title), fontsize=10)
+    legend = _legend(fig, axes, 3)
+    _suptitle(fig, title)
+    _place(fig, axes[:, None], legend, titled=faceted)
     return fig
 
 
@@ -622,7 +721,7 @@ def convergence_figure(fits: Sequence[OrderFit], styles: dict[str, Style],
     """
     variants = sorted({variant_of(f.series) for f in fits}) or [""]
     faceted = len(variants) > 1
-    fig = Figure(figsize=(6.0, 3.4 * len(variants) + 0.4), layout="constrained")
+    fig = Figure(figsize=(6.0, 3.4 * len(variants) + 0.4))
     axes = fig.subplots(len(variants), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     for variant, ax in zip(variants, axes, strict=True):
         handles: list[Line2D] = []
@@ -651,7 +750,7 @@ def convergence_figure(fits: Sequence[OrderFit], styles: dict[str, Style],
         ax.set_yscale("log")
         ax.legend(handles=handles, loc="best")
         if faceted:
-            ax.set_title(plain(variant), fontsize=9, loc="left")
+            ax.set_title(plain(variant), fontsize=9, loc="left", y=1.0)
         ax.set_ylabel(CONVERGENCE_ERROR_LABEL)
     lo, hi = widen_log_ylim(axes[0])
     floor = min((f.floor for f in fits), default=roundoff_floor("float64"))
@@ -667,7 +766,8 @@ def convergence_figure(fits: Sequence[OrderFit], styles: dict[str, Style],
     for ax in axes:
         tidy_log_axis(ax.xaxis)
         tidy_log_axis(ax.yaxis)
-    fig.suptitle(plain(title), fontsize=10)
+    _suptitle(fig, title)
+    _place(fig, axes[:, None], None, titled=faceted)
     return fig
 
 

@@ -240,35 +240,63 @@ def curves(df: pd.DataFrame) -> list[Curve]:
     if len(solves) == 0:
         return []
     solves = _labelled(solves)
-    ok = solves[_text(solves, "status") == "ok"].copy()
-    ok["_scd"], ok["_nfe"], ok["_time"] = _num(ok, "scd"), _num(ok, "nfe"), _num(ok,
-                                                                                  "time_median_s")
-    ok = ok[np.isfinite(ok["_scd"]) & np.isfinite(ok["_nfe"]) & np.isfinite(ok["_time"])
-            & (ok["_nfe"] > 0) & (ok["_time"] > 0)]
+    ok = solves[(_text(solves, "status") == "ok").to_numpy()]
+    scd, nfe, time = (_num(ok, c).to_numpy() for c in ("scd", "nfe", "time_median_s"))
+    keep = (np.isfinite(scd) & np.isfinite(nfe) & np.isfinite(time) & (nfe > 0)
+            & (time > 0))
+    if not keep.any():
+        return []
+    ok = ok[keep]
+    scd, nfe, time = scd[keep], nfe[keep], time[keep]
+    # every column converted once for the whole frame, one sort, then split by group
+    problem = _text(ok, "problem", "unknown").to_numpy(dtype=object)
+    series = _text(ok, "series", "unknown").to_numpy(dtype=object)
+    solver = _text(ok, "solver", "unknown").to_numpy(dtype=object)
+    case_id = _text(ok, "case_id").to_numpy(dtype=object)
+    rtol, atol, n_steps, iqr = (_num(ok, c).to_numpy() for c in
+                                ("rtol", "atol", "n_steps_requested", "time_iqr_s"))
+    group = pd.MultiIndex.from_arrays([problem, series]).to_frame(index=False)
+    codes = group.groupby([0, 1], sort=True).ngroup().to_numpy()
+    n_groups = int(codes.max()) + 1
+    adaptive = _adaptive_by_group(ok, codes, n_groups, rtol, n_steps)
+    mine = adaptive[codes]
+    key = np.where(mine, -rtol, n_steps)  # adaptive: loose to tight; fixed: few to many
+    key2 = np.where(mine, -atol, 0.0)
+    order = np.lexsort((nfe, key2, key, codes))  # stable; NaN keys last, as pandas puts them
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], codes.size]
+    setting = np.where(mine, rtol, n_steps)[order]
+    scd, nfe, time, iqr = scd[order], nfe[order], time[order], iqr[order]
+    problem, series, solver, case_id = (a[order] for a in (problem, series, solver, case_id))
     out: list[Curve] = []
-    if len(ok) == 0:
-        return out
-    ok["_problem"], ok["_series"] = _text(ok, "problem", "unknown"), _text(ok, "series", "unknown")
-    for (problem, series), rows in ok.groupby(["_problem", "_series"], sort=True):
-        adaptive = _is_adaptive(rows)
-        rows = rows.assign(_rtol=_num(rows, "rtol"), _atol=_num(rows, "atol"),
-                           _n=_num(rows, "n_steps_requested"))
-        if adaptive:  # loose to tight; rows without an rtol last
-            rows = rows.assign(_key=-rows["_rtol"], _key2=-rows["_atol"])
-            setting = "_rtol"
-        else:
-            rows = rows.assign(_key=rows["_n"], _key2=0.0)
-            setting = "_n"
-        rows = rows.sort_values(["_key", "_key2", "_nfe"], kind="mergesort", na_position="last")
-        solver = _text(rows, "solver", "unknown").iloc[0]
+    for lo, hi in zip(starts, ends, strict=True):
         out.append(Curve(
-            problem=str(problem), series=str(series), solver=solver, adaptive=adaptive,
-            setting=rows[setting].to_numpy(dtype=float),
-            digits=rows["_scd"].to_numpy(dtype=float), nfe=rows["_nfe"].to_numpy(dtype=float),
-            time=rows["_time"].to_numpy(dtype=float),
-            time_iqr=_num(rows, "time_iqr_s").to_numpy(dtype=float),
-            case_ids=tuple(_text(rows, "case_id"))))
+            problem=str(problem[lo]), series=str(series[lo]), solver=str(solver[lo]),
+            adaptive=bool(adaptive[codes[lo]]), setting=setting[lo:hi].copy(),
+            digits=scd[lo:hi].copy(), nfe=nfe[lo:hi].copy(), time=time[lo:hi].copy(),
+            time_iqr=iqr[lo:hi].copy(), case_ids=tuple(case_id[lo:hi].tolist())))
     return out
+
+
+def _adaptive_by_group(rows: pd.DataFrame, codes: np.ndarray, n_groups: int,
+                       rtol: np.ndarray, n_steps: np.ndarray) -> np.ndarray:
+    """:func:`_is_adaptive` of each group of ``rows`` (``codes``: the group of each row),
+    for all groups at once."""
+    if "adaptive" in rows:
+        flags = rows["adaptive"]
+        given = flags.notna().to_numpy()
+        truth = np.array([bool(v) for v in flags[given]], dtype=float)
+        n_given = np.bincount(codes[given], minlength=n_groups)
+        n_true = np.bincount(codes[given], weights=truth, minlength=n_groups)
+    else:
+        n_given = n_true = np.zeros(n_groups)
+    has_n = np.bincount(codes, weights=~np.isnan(n_steps), minlength=n_groups)
+    has_rtol = np.bincount(codes, weights=~np.isnan(rtol), minlength=n_groups)
+    by_counts = (has_rtol > 0) & (has_rtol >= has_n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        by_flags = n_true / np.where(n_given > 0, n_given, 1) >= 0.5
+    return np.where(n_given > 0, by_flags, by_counts)
 
 
 def cost_at(curve: Curve, digits: float) -> Cost | None:
@@ -351,7 +379,8 @@ def _family_text(fam: str, level: float, by_time: FamilyRank | None,
 
 
 def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
-                    levels: Sequence[float] = DIGIT_LEVELS) -> list[FamilyFinding]:
+                    levels: Sequence[float] = DIGIT_LEVELS,
+                    curves_of_df: Sequence[Curve] | None = None) -> list[FamilyFinding]:
     """Per family present in ``df`` (in :data:`FAMILIES` order) and level, which series to
     pick for that family's problems.
 
@@ -362,10 +391,11 @@ def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
     how many it was the fastest / least NFE (ties count for each). The winner by time is,
     among the series that reached the level on the most problems, the one with the least
     geometric-mean time ratio; by NFE likewise. ``by_time`` is None where no problem of the
-    family reached the level.
+    family reached the level. ``curves_of_df``: :func:`curves` of ``df`` where the caller has
+    it already (computed here otherwise).
     """
     by_problem: dict[str, list[Curve]] = {}
-    for c in curves(df):
+    for c in curves(df) if curves_of_df is None else curves_of_df:
         by_problem.setdefault(c.problem, []).append(c)
     solves = _solves(df)
     problems = sorted(set(_text(solves, "problem", "unknown"))) if len(solves) else []
@@ -627,20 +657,22 @@ def training_findings(df: pd.DataFrame) -> list[TrainingFinding]:
     return out
 
 
-def findings(df: pd.DataFrame, meta: Mapping[str, Any]) -> Findings:
+def findings(df: pd.DataFrame, meta: Mapping[str, Any],
+             curves_of_df: Sequence[Curve] | None = None) -> Findings:
     """Everything above for one run's rows and its meta.json: the family findings at
     :data:`DIGIT_LEVELS`, each problem's Pareto fronts, the tolerance fits, the gradient and
     training headlines, the count of rows by status and the ok solves with no correct
-    digit."""
+    digit. ``curves_of_df``: :func:`curves` of ``df`` where the caller has it already."""
     meta = meta if isinstance(meta, Mapping) else {}
     problems_meta = meta.get("problems")
     problems_meta = problems_meta if isinstance(problems_meta, Mapping) else {}
     if df is None or len(df) == 0:
         return Findings()
     out = Findings()
-    out.solve = family_findings(df, problems_meta)
+    all_curves = curves(df) if curves_of_df is None else curves_of_df
+    out.solve = family_findings(df, problems_meta, curves_of_df=all_curves)
     by_problem: dict[str, list[Curve]] = {}
-    for c in curves(df):
+    for c in all_curves:
         by_problem.setdefault(c.problem, []).append(c)
         fit = tolerance_fit(c)
         if fit is not None:

@@ -1,14 +1,24 @@
-"""Reading and reporting a large run: 10,000 cases.
+"""How long a large run takes to read and to report: 10,000 cases.
 
-A synthetic run folder is built once per session in a temporary directory: meta.json and
-results.jsonl written by :mod:`harness.results`' own writers (``write_meta``,
-``ResultsWriter``), with rows shaped like the runner's: 30 problems x 11 solvers (7 adaptive
-over 8 tolerances, 4 fixed-step over 8 step counts), on two devices and two dtypes, cut to
-10,000 cases, about 1 in 50 of them failed. Two benchmarks time (a) reading the folder with
-:func:`harness.results.open_run` and (b) writing its HTML report with
-:func:`reports.build.build_report`. With benchmarks disabled (the normal test run) each runs
-once on a folder of 300 cases, a check that such a folder reads and reports; the 10,000-case
-figures come from ``python -m pytest tests/bench/test_bench_report.py --benchmark-enable``.
+What is measured: the wall time of (a) :func:`harness.results.open_run` reading the run
+folder (three rounds) and (b) :func:`reports.build.build_report` writing its whole HTML
+report, figures included (one round: the headline analysis of :mod:`reports.findings`, the
+work-precision, tolerance and convergence figures of :mod:`reports.figures`, drawn in a pool
+of processes where enough cores are free, and every per-case table). Not measured: building
+the run folder, which is done once per session, before the clock starts.
+
+The run folder is synthetic, in a temporary directory: meta.json and results.jsonl written
+by :mod:`harness.results`' own writers (``write_meta``, ``ResultsWriter``), with rows shaped
+like the runner's: 30 problems x 11 solvers (7 adaptive over 8 tolerances, 4 fixed-step over
+8 step counts), on two devices and two dtypes, cut to 10,000 cases, about 1 in 50 of them
+failed. With benchmarks disabled (the normal test run) each benchmark runs once, on a folder
+of 300 cases: a check that such a folder reads and reports, not a timing. The 10,000-case
+figures come from ``python -m pytest tests/bench/test_bench_report.py --benchmark-enable``
+(on 2 cores, about a minute and a half for the report; it took over eight minutes before
+the figures and the analysis were made cheaper).
+
+Also here: the report drawn with its figures in a pool of processes is byte for byte the
+report drawn serially (on tests/fixtures/run_small, with the pool forced on).
 """
 
 from __future__ import annotations
@@ -147,3 +157,30 @@ def test_bench_build_report_10k(benchmark, run_of, tmp_path) -> None:
                              rounds=1, iterations=1)
     assert out.stat().st_size > 0
     benchmark.extra_info.update(what=f"build_report of {n} cases")
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["run_small", "run_cmp_a"])
+def test_parallel_figures_give_the_serial_report(name: str, monkeypatch) -> None:
+    from reports import build
+
+    run = open_run(FIXTURES / name)
+
+    def render() -> str:
+        return build.render_report(run.meta, run.df, fallback_id=name, warnings=run.warnings,
+                                   run_dir=FIXTURES / name)
+
+    monkeypatch.setattr(build, "PARALLEL_MIN_FIGURES", 10**9)
+    serial = render()
+    monkeypatch.setattr(build, "PARALLEL_MIN_FIGURES", 1)
+    monkeypatch.setenv("ODEBENCH_REPORT_WORKERS", "2")
+    used: list[int] = []
+    fill = build._Figures.fill
+    monkeypatch.setattr(build._Figures, "fill",
+                        lambda self, page: (used.append(len(self.jobs)), fill(self, page))[1])
+    parallel = render()
+    assert used and used[-1] > 0  # the figures really went to the pool
+    assert "odebench-figure" not in parallel
+    assert parallel == serial
