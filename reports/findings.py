@@ -300,7 +300,7 @@ def _adaptive_by_group(rows: pd.DataFrame, codes: np.ndarray, n_groups: int,
 
 
 def cost_at(curve: Curve, digits: float) -> Cost | None:
-    """The NFE and median time at which ``curve`` first reaches ``digits`` along its ladder.
+    """The NFE and median time at which ``curve`` reaches ``digits`` along its ladder.
 
     Walks the ladder; the first consecutive pair with ``digits[i] < d <= digits[i+1]``
     brackets the level, and log10(NFE) and log10(time) are interpolated linearly in digits
@@ -308,6 +308,11 @@ def cost_at(curve: Curve, digits: float) -> Cost | None:
     Hairer, Nørsett & Wanner, Solving ODEs I, §II.10). If the loosest point already has the
     digits its cost is returned with ``bound=True`` (the level may be cheaper still). None
     when no point reaches the level: never extrapolates.
+
+    Cost need not grow along a ladder (an implicit solver at a tighter tolerance can take
+    fewer, better steps), so a measured point with at least ``d`` digits that is cheaper
+    than the interpolated crossing caps the cost, in NFE and in time separately; a cost so
+    capped is an upper bound too (``bound=True``).
     """
     d = float(digits)
     dig = np.asarray(curve.digits, dtype=float)
@@ -315,15 +320,28 @@ def cost_at(curve: Curve, digits: float) -> Cost | None:
         return None
     nfe = np.asarray(curve.nfe, dtype=float)
     time = np.asarray(curve.time, dtype=float)
-    if dig[0] >= d:
-        return Cost(nfe=float(nfe[0]), time=float(time[0]), bound=True)
-    for i in range(dig.size - 1):
-        lo, hi = dig[i], dig[i + 1]
-        if lo < d <= hi:
-            w = (d - lo) / (hi - lo)
-            return Cost(nfe=_log_interp(nfe[i], nfe[i + 1], w),
-                        time=_log_interp(time[i], time[i + 1], w))
-    return None
+    reached = dig >= d
+    if not reached.any():
+        return None
+    if reached[0]:
+        crossing = Cost(nfe=float(nfe[0]), time=float(time[0]), bound=True)
+    else:
+        crossing = None
+        for i in range(dig.size - 1):
+            lo, hi = dig[i], dig[i + 1]
+            if lo < d <= hi:
+                w = (d - lo) / (hi - lo)
+                crossing = Cost(nfe=_log_interp(nfe[i], nfe[i + 1], w),
+                                time=_log_interp(time[i], time[i + 1], w))
+                break
+        if crossing is None:  # no bracketing pair (cannot happen with finite digits)
+            return Cost(nfe=float(nfe[reached].min()), time=float(time[reached].min()),
+                        bound=True)
+    cap_nfe, cap_time = float(nfe[reached].min()), float(time[reached].min())
+    if cap_nfe < crossing.nfe or cap_time < crossing.time:
+        return Cost(nfe=min(crossing.nfe, cap_nfe), time=min(crossing.time, cap_time),
+                    bound=True)
+    return crossing
 
 
 def _log_interp(a: float, b: float, w: float) -> float:

@@ -84,6 +84,19 @@ def test_cost_at_the_loosest_point_already_there_is_an_upper_bound():
     assert cost == F.Cost(nfe=300.0, time=300e-6, bound=True)
 
 
+def test_cost_at_is_capped_by_a_cheaper_point_further_along_the_ladder():
+    # an implicit solver: 3 digits at 1000 NFE, then 5 digits at 400 NFE. Interpolating the
+    # crossing would charge 632 NFE for 4 digits, more than the 400 it paid for 5.
+    c = curve([3.0, 5.0], [1000.0, 400.0], time=[1.0, 0.5])
+    cost = F.cost_at(c, 4.0)
+    assert cost.nfe == pytest.approx(400.0) and cost.time == pytest.approx(0.5)
+    assert cost.bound  # a measured point with more digits: an upper bound on the cost
+    # where the cost grows along the ladder, nothing changes
+    grow = F.cost_at(curve([3.0, 5.0], [400.0, 1000.0], time=[0.5, 1.0]), 4.0)
+    assert grow.nfe == pytest.approx(10 ** np.mean(np.log10([400.0, 1000.0])))
+    assert not grow.bound
+
+
 @pytest.mark.parametrize("digits", [[1.0, 2.0, 3.5], [3.5], []])
 def test_cost_at_never_extrapolates_past_the_last_point(digits):
     assert F.cost_at(curve(digits, np.arange(1, len(digits) + 1) * 100.0), 4.0) is None
