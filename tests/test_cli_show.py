@@ -14,7 +14,7 @@ def test_show_prints_the_headline_findings_of_a_stored_run():
     head = lines.index(next(line for line in lines if line.startswith("Findings")))
     assert "10^-scd" in lines[head]  # the one error measure is named
     findings = [line for line in lines[head + 1:] if line.startswith("- ")]
-    # run_small has non-stiff and stiff problems at 4 and 8 digits: one sentence per pair
+    # run_small has non-stiff and stiff problems at 3 and 6 digits: one sentence per pair
     assert [f.split(",")[0] for f in findings] == [
         "- Non-stiff problems", "- Non-stiff problems", "- Stiff problems", "- Stiff problems"]
-    assert "pick scipy-bdf" in findings[2]  # the fastest stiff solver to 4 digits in that run
+    assert "pick scipy-bdf" in findings[2]  # the fastest stiff solver to 3 digits in that run

@@ -125,8 +125,8 @@ def test_headline_names_the_fastest_solver_per_family_and_level(
     part = overview(report[1])
     if "headline analysis is not available" in part:
         pytest.skip("reports.findings is not implemented yet")
-    stiff8 = part.split("<h4>stiff problems, 8 digits")[1].split("</ul>")[0]
-    assert "Fastest by time: scipy-radau" in stiff8
+    stiff6 = part.split("<h4>stiff problems, 6 digits")[1].split("</ul>")[0]
+    assert "Fastest by time: scipy-radau" in stiff6
     assert 'class="ranking sortable"' in part
 
 

@@ -202,6 +202,31 @@ def test_family_winner_is_the_least_geomean_among_the_most_reached():
     assert stiff.ranking[0].n_problems == 0
 
 
+def test_a_solver_fast_on_most_problems_wins_and_the_one_that_reached_all_is_named():
+    # x is fastest on p1..p3 and never reaches the level on p4; y reaches all four, slowly
+    rows = []
+    for p in ("p1", "p2", "p3", "p4"):
+        rows += [dict(problem=p, solver="y", adaptive=True, rtol=r, scd=d, nfe=n, time_median_s=t,
+                      status="ok", kind="solve")
+                 for r, d, n, t in ((1e-3, 2.0, 100, 1.0), (1e-6, 5.0, 400, 4.0))]
+        if p != "p4":
+            rows += [dict(problem=p, solver="x", adaptive=True, rtol=r, scd=d, nfe=n,
+                          time_median_s=t, status="ok", kind="solve")
+                     for r, d, n, t in ((1e-3, 2.0, 50, 0.5), (1e-6, 5.0, 200, 2.0))]
+    df = pd.DataFrame(rows)
+    df["series"] = df["solver"]
+    meta = {p: {"tags": ["nonstiff"]} for p in ("p1", "p2", "p3", "p4")}
+    (f,) = F.family_findings(df, meta, levels=(4.0,))
+    assert f.by_time.series == "x" and (f.by_time.n_reached, f.by_time.n_problems) == (3, 4)
+    assert f.robust.series == "y" and f.robust.n_reached == 4
+    assert "on all 4 problem(s) where it was reached: y" in f.text
+    # reaching half the problems is not enough to be ranked on speed
+    half = df[~df["problem"].isin(["p3"]) | (df["solver"] == "y")]
+    half = half[~((half["solver"] == "x") & (half["problem"] == "p2"))]
+    (g,) = F.family_findings(half, meta, levels=(4.0,))
+    assert g.by_time.series == "y" and g.robust is None
+
+
 def test_problem_standings_put_not_reached_last():
     df, _ = hand_family()
     p1 = [c for c in F.curves(df) if c.problem == "p1"]
@@ -353,7 +378,7 @@ def test_findings_on_the_small_run():
     df, meta = stored("run_small")
     found = F.findings(df, meta)
     by = {(f.family, f.digits): f for f in found.solve}
-    assert set(by) == {("non-stiff", 4.0), ("non-stiff", 8.0), ("stiff", 4.0), ("stiff", 8.0)}
+    assert set(by) == {(fam, d) for fam in ("non-stiff", "stiff") for d in F.DIGIT_LEVELS}
     for f in found.solve:
         assert f.by_time is not None and f.by_time.n_reached == f.by_time.n_problems == 1
         assert f.text
@@ -383,24 +408,7 @@ def test_findings_of_nothing():
     assert found.fronts == {} and found.status_counts == {"error": 1}
 
 
-# --- the summary table built on the findings -------------------------------------------------
-
-
-def test_summary_charges_the_interpolated_cost_and_reports_e_from_scd():
-    from reports.summary import TARGET_DIGITS, add_series, summarize
-
-    rows = [solve("p", "A", 2.0, 1200, rtol=1e-2), solve("p", "A", 3.99, 2594, rtol=1e-3),
-            solve("p", "A", 6.5, 4100, rtol=1e-4), solve("p", "B", 4.2, 2678, rtol=1e-2),
-            solve("p", "B", 7.0, 5000, rtol=1e-3),
-            solve("p", "B", 9.0, 9000, rtol=1e-4, status="max_steps")]
-    a, b = summarize(add_series(frame(rows)))
-    assert TARGET_DIGITS == F.DIGIT_LEVELS
-    assert (a.series, a.n_ok, a.n_total, b.n_ok, b.n_total) == ("A", 3, 3, 2, 3)
-    assert 2594 < a.nfe_to_target[4.0] < 2610 and b.nfe_to_target[4.0] == 2678
-    assert a.cheapest == {4.0} and a.fastest == {4.0}
-    assert b.cheapest == set() and a.nfe_to_target[8.0] is None
-    assert b.cost_to_target[8.0] is None
-    assert a.best_err == pytest.approx(10 ** -6.5) and a.nfe_at_best == 4100
+# --- odd input -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("columns", [
