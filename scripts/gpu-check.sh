@@ -47,6 +47,18 @@ python -m harness run --device "$device" --dtype float32 --batch 1000 --problems
 #    peak of every iteration in its records (cuda_peak_bytes)
 python -m harness run --suite train --device "$device" --tasks spiral,digits --iterations 100 \
   --solvers dopri5,rk4,tde-dopri5 --out "$out/gpu-train" --quiet
+# 6. the report of a run on both devices (work-precision faceted by device, CUDA-event times),
+#    its load time in a browser where chromium is installed, and compare between two runs on
+#    the card (same machine: times are compared; the deterministic figures must not change)
+both=cpu; [[ $device == cpu ]] || both="cpu,$device"
+python -m harness run --device "$both" --dtype float32 --batch 1000 --problems mlp,linear \
+  --solvers dopri5,rk4,tde-dopri5 --rtol 1e-3,1e-5,1e-7 --grad none --out "$out/gpu-report-a" --quiet
+python -m harness run --device "$both" --dtype float32 --batch 1000 --problems mlp,linear \
+  --solvers dopri5,rk4,tde-dopri5 --rtol 1e-3,1e-5,1e-7 --grad none --out "$out/gpu-report-b" --quiet
+python -m harness compare "$out/gpu-report-a" "$out/gpu-report-b" --out "$out/gpu-compare.html" || true
+if command -v chromedriver >/dev/null 2>&1; then
+  python scripts/report_load_time.py "$out/gpu-report-a/report.html" || true
+fi
 python -m harness show "$out/gpu-train"
 python -m harness show "$out/gpu-isolated"
 python -m harness show "$out/gpu-speed" | head -40
