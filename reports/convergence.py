@@ -32,6 +32,24 @@ _EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np
         "float16": float(np.finfo(np.float16).eps), "bfloat16": 2.0**-7}
 
 
+def loglog_line(x: Sequence[float] | np.ndarray,
+                y: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
+    """The least-squares line ``log10 y = b + a log10 x`` over the points where both are
+    finite and positive: ``(a, b, n_points)``; a and b are NaN with fewer than two distinct
+    x. The one fit behind an order of convergence and a tolerance proportionality."""
+    x_arr = np.asarray(x, dtype=float)
+    y_arr = np.asarray(y, dtype=float)
+    if x_arr.shape != y_arr.shape:
+        raise ValueError(f"x and y must have the same shape, got {x_arr.shape} and "
+                         f"{y_arr.shape}")
+    keep = np.isfinite(x_arr) & np.isfinite(y_arr) & (x_arr > 0) & (y_arr > 0)
+    lx, ly = np.log10(x_arr[keep]), np.log10(y_arr[keep])
+    if np.unique(lx).size < 2:
+        return float("nan"), float("nan"), int(lx.size)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return float(slope), float(intercept), int(lx.size)
+
+
 def fit_order(h: Sequence[float] | np.ndarray, err: Sequence[float] | np.ndarray) -> float:
     """Least-squares slope of ``log10(err)`` against ``log10(h)``: the observed order.
 
@@ -39,16 +57,10 @@ def fit_order(h: Sequence[float] | np.ndarray, err: Sequence[float] | np.ndarray
     fewer than two distinct step sizes remain. Select the asymptotic range first
     (:func:`asymptotic_mask`); this function fits whatever it is given.
     """
-    h_arr = np.asarray(h, dtype=float)
-    e_arr = np.asarray(err, dtype=float)
-    if h_arr.shape != e_arr.shape:
-        raise ValueError(f"h and err must have the same shape, got {h_arr.shape} and {e_arr.shape}")
-    keep = np.isfinite(h_arr) & np.isfinite(e_arr) & (h_arr > 0) & (e_arr > 0)
-    x, y = np.log10(h_arr[keep]), np.log10(e_arr[keep])
-    if np.unique(x).size < 2:
-        return float("nan")
-    slope, _intercept = np.polyfit(x, y, 1)
-    return float(slope)
+    if np.shape(h) != np.shape(err):
+        raise ValueError(f"h and err must have the same shape, got {np.shape(h)} and "
+                         f"{np.shape(err)}")
+    return loglog_line(h, err)[0]
 
 
 def roundoff_floor(dtype: str | None) -> float:

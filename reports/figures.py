@@ -32,7 +32,7 @@ from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter, LogLocator
 
-from reports.convergence import PRE_ASYMPTOTIC_MAX, OrderFit, roundoff_floor
+from reports.convergence import PRE_ASYMPTOTIC_MAX, OrderFit, loglog_line, roundoff_floor
 from reports.markup import Markup, esc
 
 RC = {
@@ -300,24 +300,23 @@ def tidy_log_axis(axis: Axis) -> None:
     axis.set_minor_formatter(LogTickLabels(minor=True))
 
 
-def widen_log_ylim(ax: Axes, min_ratio: float = 10.0) -> tuple[float, float]:
-    """Make the log y axis span at least ``min_ratio`` (flat data would give a degenerate one)."""
-    lo, hi = ax.get_ylim()
+def _widen(get, set_, min_ratio: float) -> tuple[float, float]:
+    lo, hi = get()
     if lo > 0 and hi / lo < min_ratio:
         mid = np.sqrt(lo * hi)
         lo, hi = mid / np.sqrt(min_ratio), mid * np.sqrt(min_ratio)
-        ax.set_ylim(lo, hi)
+        set_(lo, hi)
     return lo, hi
+
+
+def widen_log_ylim(ax: Axes, min_ratio: float = 10.0) -> tuple[float, float]:
+    """Make the log y axis span at least ``min_ratio`` (flat data would give a degenerate one)."""
+    return _widen(ax.get_ylim, ax.set_ylim, min_ratio)
 
 
 def widen_log_xlim(ax: Axes, min_ratio: float = 10.0) -> tuple[float, float]:
     """:func:`widen_log_ylim` for the x axis."""
-    lo, hi = ax.get_xlim()
-    if lo > 0 and hi / lo < min_ratio:
-        mid = np.sqrt(lo * hi)
-        lo, hi = mid / np.sqrt(min_ratio), mid * np.sqrt(min_ratio)
-        ax.set_xlim(lo, hi)
-    return lo, hi
+    return _widen(ax.get_xlim, ax.set_xlim, min_ratio)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,35 +603,24 @@ def fit_tolerance(rtol: Sequence[float] | np.ndarray,
     ``(log10 rtol, log10 E)``, as DETEST (Hull, Enright, Fellen, Sedgwick 1972) and ACM TOMS
     648 report it. p = 1 and C near 1 mean the solver delivers what is asked for;
     non-finite and non-positive points are ignored."""
-    x = np.asarray(rtol, dtype=float)
-    y = np.asarray(err, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError(f"rtol and err must have the same shape, got {x.shape} and {y.shape}")
-    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    lx, ly = np.log10(x[keep]), np.log10(y[keep])
-    if np.unique(lx).size < 2:
-        return TolFit(float("nan"), float("nan"), int(lx.size))
-    p, c = np.polyfit(lx, ly, 1)
-    return TolFit(float(10.0**c), float(p), int(lx.size))
+    p, log_c, n = loglog_line(rtol, err)
+    return TolFit(float(10.0**log_c), p, n)
 
 
 def _tolerance_fit(problem: str, series: str, s: pd.DataFrame) -> TolFit:
-    """The analysis' :func:`reports.findings.tolerance_fit` where it is implemented, else
-    :func:`fit_tolerance` (the same least squares in log space)."""
+    """The analysis' :func:`reports.findings.tolerance_fit` of one series' points, so that
+    the figure's legend and the report's tables give the same C and p."""
+    from reports import findings
+
     rtol = s["rtol"].astype(float).to_numpy()
     err = s["E"].astype(float).to_numpy()
-    try:
-        from reports import findings
-
-        curve = findings.Curve(
-            problem=problem, series=series, solver=base_name(series), adaptive=True,
-            setting=rtol, digits=-np.log10(err), nfe=s["nfe"].astype(float).to_numpy(),
-            time=s["time_median_s"].astype(float).to_numpy(),
-            time_iqr=np.full(len(s), np.nan))
-        got = findings.tolerance_fit(curve)
-    except (NotImplementedError, ImportError, AttributeError, TypeError, KeyError,
-            ValueError):
-        return fit_tolerance(rtol, err)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        digits = -np.log10(err)
+    curve = findings.Curve(
+        problem=problem, series=series, solver=base_name(series), adaptive=True,
+        setting=rtol, digits=digits, nfe=s["nfe"].astype(float).to_numpy(),
+        time=s["time_median_s"].astype(float).to_numpy(), time_iqr=np.full(len(s), np.nan))
+    got = findings.tolerance_fit(curve)
     if got is None:
         return TolFit(float("nan"), float("nan"), len(s))
     return TolFit(float(got.C), float(got.p), int(got.n_points))

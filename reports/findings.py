@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.convergence import loglog_line
 from reports.format import is_missing
 from reports.format import seconds as fmt_seconds
 from reports.gradients import add_labels, gradient_rows, is_ok, modes_in_order, solve_rows
@@ -542,14 +543,14 @@ def tolerance_fit(curve: Curve) -> ToleranceFit | None:
         return None
     rtol = np.asarray(curve.setting, dtype=float)
     err = 10.0 ** -np.asarray(curve.digits, dtype=float)
+    p, log_c, n = loglog_line(rtol, err)
+    if n < 3 or not np.isfinite(p):
+        return None
     keep = np.isfinite(rtol) & (rtol > 0) & np.isfinite(err) & (err > 0)
     x, y = np.log10(rtol[keep]), np.log10(err[keep])
-    if x.size < 3 or np.unique(x).size < 2:
-        return None
-    p, log_c = np.polyfit(x, y, 1)
     resid = y - (log_c + p * x)
     return ToleranceFit(series=curve.series, C=float(10 ** log_c), p=float(p),
-                        n_points=int(x.size), problem=curve.problem,
+                        n_points=n, problem=curve.problem,
                         rms_residual=float(np.sqrt(np.mean(resid ** 2))))
 
 
