@@ -137,7 +137,7 @@ def test_solve_sections_of_a_gradient_only_run_draw_nothing(grad_html: str) -> N
 # --- solve sections use solve rows only --------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "nxt"), [("summary", "problems"),
+@pytest.mark.parametrize(("name", "nxt"), [("summary", "more-findings"),
                                            ("convergence", "gradients")])
 def test_gradient_rows_leave_solve_sections_as_they_were(small_html: str, mixed_html: str,
                                                          name: str, nxt: str) -> None:
