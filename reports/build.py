@@ -69,8 +69,8 @@ from reports.tables import (
 from reports.training import train_rows, training_failures_table, training_section
 
 TEMPLATES = Path(__file__).parent / "templates"
-SECTION_IDS = ("header", "overview", "summary", "more-findings", "problems", "convergence", "gradients",
-               "training", "failures", "environment", "schema")
+SECTION_IDS = ("header", "overview", "summary", "more-findings", "problems", "convergence",
+               "gradients", "training", "failures", "environment", "schema")
 NAV_IDS = tuple(s for s in SECTION_IDS if s not in ("header", "summary", "more-findings"))
 OPEN_MAX = 4
 """Problems (and convergence blocks) are folded in ``<details>``; they start open only when
