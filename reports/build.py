@@ -486,24 +486,32 @@ def timing_statement(meta: Mapping[str, Any], df: pd.DataFrame) -> str:
 
 
 def _best_text(best: fnd.FamilyRank | None, ranking: Sequence[fnd.FamilyRank],
-               attr: str, what: str) -> str:
+               attr: str, what: str, robust: fnd.FamilyRank | None = None) -> str:
     """``dopri5, 1.8× ahead of rk4`` (the margin: the runner-up's mean ratio to the best)."""
     if best is None:
         return f"no solver reached this level (by {what})"
     others = [r for r in ranking
               if r.series != best.series and not pd.isna(number(getattr(r, attr)))]
     wins = best.wins_time if attr == "time_ratio_gmean" else best.wins_nfe
-    text = f"{best.series} (the best on {wins} of {best.n_problems} problems"
+    text = (f"{best.series} (reached it on {best.n_reached} of {best.n_problems} problems, "
+            f"the best on {wins}")
+    runner_name = None
     if not others:
         text += "; no other solver reached this level"
-    else:
-        runner = min(others, key=lambda r: (-r.n_reached, number(getattr(r, attr))))
+    else:  # the runner-up in the analysis' own order
+        by = "time" if attr == "time_ratio_gmean" else "nfe"
+        runner = min(others, key=lambda r: fnd.rank_key(r, by))
+        runner_name = runner.series
         mine = number(getattr(best, attr))
         margin = (number(getattr(runner, attr)) / mine if mine and not pd.isna(mine)
                   else float("nan"))
         how = "as long" if attr == "time_ratio_gmean" else "as many function evaluations"
         text += (f"; the next, {runner.series}, takes {ratio_text(margin)} {how}"
                  if not pd.isna(margin) else f"; then {runner.series}")
+    if robust is not None and robust.series not in (best.series, runner_name):
+        g = number(getattr(robust, attr))
+        text += (f"; of those that reached it on {robust.n_reached} problems, "
+                 f"{robust.series}, at {ratio_text(g)} the best")
     return text + ")"
 
 
@@ -550,7 +558,8 @@ def _overview(ctx: _Context) -> _Overview:
     views = []
     for f in families or []:
         views.append(_FamilyView(
-            f, _best_text(f.by_time, f.ranking, "time_ratio_gmean", "time"),
+            f, _best_text(f.by_time, f.ranking, "time_ratio_gmean", "time",
+                          getattr(f, "robust", None)),
             _best_text(f.by_nfe, f.ranking, "nfe_ratio_gmean", "NFE"), rank_table(f),
             f"rank-{slug(f.family) or 'family'}-{slug(f'{f.digits:g}')}"))
     grad_lines = [_gradient_line(g) for g in all_findings.gradients] if all_findings else []

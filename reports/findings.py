@@ -389,7 +389,7 @@ def _eligible(rank: FamilyRank) -> bool:
     return rank.n_reached > 0 and rank.n_reached > COVERAGE * rank.n_problems
 
 
-def _rank_key(rank: FamilyRank, by: str) -> tuple:
+def rank_key(rank: FamilyRank, by: str) -> tuple:
     """Eligible series (:data:`COVERAGE`) first, by geometric-mean ratio, then more problems
     reached; the others after them, by problems reached, then ratio."""
     g = rank.time_ratio_gmean if by == "time" else rank.nfe_ratio_gmean
@@ -480,16 +480,16 @@ def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
                     nfe_ratio_gmean=_gmean([s.nfe_ratio for s in mine]),
                     wins_time=sum(1 for s in mine if np.isclose(s.time_ratio, 1.0)),
                     wins_nfe=sum(1 for s in mine if np.isclose(s.nfe_ratio, 1.0))))
-            ranking = tuple(sorted(ranks, key=lambda r: _rank_key(r, "time")))
+            ranking = tuple(sorted(ranks, key=lambda r: rank_key(r, "time")))
             reached = [r for r in ranks if r.n_reached > 0]
-            by_time = min(reached, key=lambda r: _rank_key(r, "time")) if reached else None
-            by_nfe = min(reached, key=lambda r: _rank_key(r, "nfe")) if reached else None
+            by_time = min(reached, key=lambda r: rank_key(r, "time")) if reached else None
+            by_nfe = min(reached, key=lambda r: rank_key(r, "nfe")) if reached else None
             robust = None
             if by_time is not None:
                 most = max(r.n_reached for r in reached)
                 if by_time.n_reached < most:
                     robust = min((r for r in reached if r.n_reached == most),
-                                 key=lambda r: _rank_key(r, "time"))
+                                 key=lambda r: rank_key(r, "time"))
             out.append(FamilyFinding(
                 family=fam, digits=level, problems=tuple(fam_problems), by_time=by_time,
                 by_nfe=by_nfe, ranking=ranking, robust=robust,

@@ -212,7 +212,8 @@ def test_overview_renders_hand_made_findings(monkeypatch: pytest.MonkeyPatch,
     html = build_report(FIXTURE, out=tmp_path / "r.html").read_text(encoding="utf-8")
     part = overview(html)
     assert "<h4>stiff problems, 6 digits" in part
-    assert "Fastest by time: fast&lt;b&gt; (the best on 2 of 2 problems; the next, slow, " \
+    assert "Fastest by time: fast&lt;b&gt; (reached it on 2 of 2 problems, the best on 2; " \
+           "the next, slow, " \
            "takes 2.50× as long)" in part
     assert "Fewest NFE: slow" in part and "fast&lt;b&gt;, takes 1.20× as many" in part
     assert part.count("<tr><td class=\"num\" data-sort=") == 2  # the ranking's rows
