@@ -341,7 +341,9 @@ def machine(meta: dict[str, Any]) -> dict[str, Any]:
         "hostname": env.get("hostname"),
         "torch": env.get("torch"),
         "torch_threads": env.get("torch_threads"),
-        "cuda device": cuda.get("device_name") if isinstance(cuda, dict) else None,
+        # a recorded null is "no GPU"; a missing key is unknown
+        "cuda device": (cuda.get("device_name") if isinstance(cuda, dict)
+                        else "none" if "cuda" in env and cuda is None else cuda),
     }
 
 

@@ -172,17 +172,58 @@ def environment_pairs(meta: Mapping[str, Any]) -> list[tuple[str, object]]:
         else:
             pairs.append((key, value_text(env.get(key))))
     pairs += [(k, value_text(v)) for k, v in sorted(env.items()) if k not in ENV_KEYS]
-    if not fmt.is_missing(meta.get("odebench_version")):
-        pairs.append(("odebench_version", value_text(meta.get("odebench_version"))))
+    version = meta.get("odebench_version")
+    if not fmt.is_missing(version) and value_text(version) != value_text(env.get("odebench")):
+        pairs.append(("odebench_version", value_text(version)))
     if not fmt.is_missing(meta.get("threads")):
         pairs.append(("threads", value_text(meta.get("threads"))))
     pairs.append(("seed", value_text(meta.get("seed"))))
     suite = meta.get("suite")
     suite = suite if isinstance(suite, Mapping) else {}
     pairs.append(("suite", value_text(suite.get("name"))))
-    if isinstance(suite.get("settings"), Mapping) or not fmt.is_missing(suite.get("settings")):
-        pairs.append(("suite settings", value_text(suite.get("settings"))))
+    settings = suite.get("settings")
+    if isinstance(settings, Mapping):
+        pairs += [(f"suite: {k}", v) for k, v in settings_pairs(settings)]
+    elif not fmt.is_missing(settings):
+        pairs.append(("suite settings", value_text(settings)))
     return pairs
+
+
+def _ladder_text(ladder: Any) -> str:
+    """``32..512`` for a doubling ladder, the rungs otherwise."""
+    if not isinstance(ladder, (list, tuple)) or not ladder:
+        return value_text(ladder)
+    rungs = list(ladder)
+    if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rungs):
+        return value_text(rungs)
+    doubling = len(rungs) > 2 and all(b == 2 * a for a, b in zip(rungs, rungs[1:], strict=False))
+    return f"{rungs[0]:g}..{rungs[-1]:g}" if doubling else ", ".join(f"{r:g}" for r in rungs)
+
+
+def settings_pairs(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A suite's recorded settings as readable key/value lines: lists joined, the timing
+    as ``key = value``, the per-problem fixed-step ladders one problem at a time."""
+    out: list[tuple[str, str]] = []
+    for key in sorted(settings):
+        value = settings[key]
+        if key == "steps_by_problem" and isinstance(value, Mapping):
+            parts = []
+            for problem in sorted(value):
+                ladders = value[problem]
+                if isinstance(ladders, Mapping):
+                    inner = ", ".join(f"{solver} {_ladder_text(lad)}"
+                                      for solver, lad in sorted(ladders.items()))
+                else:
+                    inner = _ladder_text(ladders)
+                parts.append(f"{problem}: {inner}")
+            out.append(("fixed steps per problem", "; ".join(parts)))
+        elif isinstance(value, Mapping):
+            out.append((key, ", ".join(f"{k} = {value_text(v)}" for k, v in sorted(value.items()))))
+        elif isinstance(value, (list, tuple)):
+            out.append((key, ", ".join(value_text(v) for v in value)))
+        else:
+            out.append((key, "not set" if value is None else value_text(value)))
+    return out
 
 
 def environment_table(meta: Mapping[str, Any]) -> Markup:

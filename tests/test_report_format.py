@@ -70,3 +70,21 @@ def test_timing_settings_come_from_the_suite_or_its_settings() -> None:
     keys = [k for k, _, _ in fmt.timing_settings(meta)]
     assert keys == ["warmup", "min_repeats", "repeats_min_time_s", "max_time"]
     assert fmt.timing_settings({"suite": "quick"}) == []
+
+
+def test_suite_settings_read_as_lines_not_a_json_blob():
+    from reports.tables import environment_pairs
+
+    meta = {"environment": {"odebench": "0.1.0"}, "odebench_version": "0.1.0",
+            "suite": {"name": "default", "settings": {
+                "rtol": [1e-3, 1e-6], "max_steps": None,
+                "timing": {"statistic": "median", "min_repeats": 3},
+                "steps_by_problem": {"kepler": {"euler": [32, 64, 128], "rk4": [128, 256, 512]},
+                                     "pleiades": {"rk4": [4000, 5000, 6000]}}}}}
+    pairs = dict(environment_pairs(meta))
+    assert pairs["suite: rtol"] == "0.001, 1e-06"
+    assert pairs["suite: max_steps"] == "not set"
+    assert pairs["suite: timing"] == "min_repeats = 3, statistic = median"
+    assert pairs["suite: fixed steps per problem"] == (
+        "kepler: euler 32..128, rk4 128..512; pleiades: rk4 4000, 5000, 6000")
+    assert "odebench_version" not in pairs  # the same version is already the odebench row
