@@ -23,7 +23,6 @@ listed in a warning block in the header, so nothing is left out silently.
 from __future__ import annotations
 
 import concurrent.futures
-import inspect
 import multiprocessing
 import os
 import re
@@ -331,18 +330,6 @@ def _attempt(compute: Any) -> tuple[Any, str | None]:
         return None, f"The headline analysis failed: {type(exc).__name__}: {exc}"
 
 
-def _with_curves(analysis: Any, ctx: _Context, *args: Any) -> Any:
-    """``analysis(*args)``, handed the curves already in ``ctx`` (``curves_of_df``) where it
-    takes them, so they are not computed again; a replaced analysis may not take them."""
-    try:
-        takes = "curves_of_df" in inspect.signature(analysis).parameters
-    except (TypeError, ValueError):
-        takes = False
-    if takes and ctx.curves is not None:
-        return analysis(*args, curves_of_df=ctx.curves)
-    return analysis(*args)
-
-
 def _no_correct_digits(df: pd.DataFrame) -> pd.Series:
     """The ok solves with no correct digit (scd ≤ 0): "successful" but wrong."""
     if df.empty:
@@ -547,14 +534,12 @@ def _overview(ctx: _Context) -> _Overview:
     planned = _planned(meta)
     if planned is not None:
         ran.insert(2, ("planned", str(planned)))
-    # the curves of all rows are those of the plain solves (ctx.df): computed once, in ctx
-    all_findings, note = (_attempt(lambda: _with_curves(fnd.findings, ctx, rows, meta))
+    # one analysis of the run: the solve headline is its family findings (over the plain
+    # solves, whose curves ctx already has), the gradient and training lines the rest
+    all_findings, note = (_attempt(lambda: fnd.findings(rows, meta, curves_of_df=ctx.curves))
                           if len(rows) else (None, None))
-    families: list[fnd.FamilyFinding] | None = None
-    solve_note = None
-    if len(df):
-        families, solve_note = _attempt(
-            lambda: _with_curves(fnd.family_findings, ctx, df, ctx.problems_meta))
+    families = all_findings.solve if all_findings is not None and len(df) else None
+    solve_note = note if len(df) else None
     views = []
     for f in families or []:
         views.append(_FamilyView(
@@ -567,7 +552,7 @@ def _overview(ctx: _Context) -> _Overview:
     return _Overview(
         ran=ran, statuses=statuses, n_failed=n_failed, n_wrong=int(ctx.wrong.sum()),
         gradient_lines=grad_lines, training_lines=train_lines,
-        findings_note=solve_note or (note if len(df) else None), families=views,
+        findings_note=solve_note, families=views,
         levels=fnd.DIGIT_LEVELS, solvers=solvers_table(ctx.df, ctx.solvers_meta),
         timing=timing_statement(meta, rows),
         notes=[note] if note and len(rows) and not len(df) else [],

@@ -206,9 +206,8 @@ def test_overview_renders_hand_made_findings(monkeypatch: pytest.MonkeyPatch,
     grad = GradientFinding(problem="mlp", least_memory_mode="adjoint", least_memory_bytes=2048,
                            fastest_mode="backprop", fastest_time_s=0.012,
                            grad_error_level=1e-6, text="unused")
-    monkeypatch.setattr(findings_module, "family_findings", lambda df, meta: [finding])
     monkeypatch.setattr(findings_module, "findings",
-                        lambda df, meta: Findings(gradients=[grad]))
+                        lambda df, meta, **_: Findings(solve=[finding], gradients=[grad]))
     html = build_report(FIXTURE, out=tmp_path / "r.html").read_text(encoding="utf-8")
     part = overview(html)
     assert "<h4>stiff problems, 6 digits" in part
