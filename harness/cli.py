@@ -299,8 +299,11 @@ def _export_parser(sub) -> None:
 # --------------------------------------------------------------------------------------- list
 
 
-def _problem_table() -> tuple[dict[str, frozenset[str]], dict[str, dict], list[str]]:
-    """Build every problem once (cheap) for its tags and metadata; a build failure is a note."""
+def _problem_table(steps: dict | None = None,
+                   ) -> tuple[dict[str, frozenset[str]], dict[str, dict], list[str]]:
+    """Build every problem once (cheap) for its tags and metadata; a build failure is a note.
+    ``steps``, where given, is filled with each problem's fixed-step ladders
+    (:attr:`problems.base.Problem.steps`), so that the plan need not build them again."""
     tags: dict[str, frozenset[str]] = {}
     info: dict[str, dict] = {}
     notes: list[str] = []
@@ -314,6 +317,8 @@ def _problem_table() -> tuple[dict[str, frozenset[str]], dict[str, dict], list[s
                          f"{type(exc).__name__}: {exc}")
             continue
         tags[entry.name] = frozenset(prob.tags)
+        if steps is not None:
+            steps[entry.name] = prob.steps
         info[entry.name] = {
             "tags": sorted(prob.tags),
             "dim": int(prob.y0.numel()),
@@ -591,12 +596,13 @@ def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
     for w in registry.discover(list(settings.plugins)):
         print(f"warning: {w}", file=sys.stderr)
     suite = _suite_from_args(args)
-    problem_tags, problem_info, p_notes = _problem_table()
+    problem_steps: dict = {}
+    problem_tags, problem_info, p_notes = _problem_table(problem_steps)
     filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
                       grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes,
                       tasks=args.tasks)
     scales = {n: (i["atol"], i["rtol"]) for n, i in problem_info.items() if "atol" in i}
-    plan = expand(suite, problem_tags, filters, scales)
+    plan = expand(suite, problem_tags, filters, scales, problem_steps)
     for note in p_notes + plan.notes:
         print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
     return settings, suite, plan, problem_info

@@ -163,11 +163,13 @@ def suite_settings(plan: Plan) -> dict[str, Any]:
         "steps": list(suite.steps) if suite.steps is not None else "each problem's own ladder",
     }
     if suite.steps is None:
-        by_problem: dict[str, dict[str, list[int]]] = {}
+        by_problem: dict[str, dict[str, dict[int, None]]] = {}
         for c in plan.cases:
             if c.kind == "solve" and c.n_steps is not None:
-                by_problem.setdefault(c.problem, {}).setdefault(c.solver, []).append(c.n_steps)
-        settings["steps_by_problem"] = by_problem
+                by_problem.setdefault(c.problem, {}).setdefault(c.solver, {})[c.n_steps] = None
+        # each ladder once, whatever the devices, dtypes, batches and modes it ran under
+        settings["steps_by_problem"] = {p: {s: list(rungs) for s, rungs in solvers.items()}
+                                        for p, solvers in by_problem.items()}
     settings.update(
         devices=list(suite.devices), dtypes=list(suite.dtypes), batch=list(suite.batch),
         grad_modes=list(suite.grad_modes), max_steps=suite.max_steps,
