@@ -144,7 +144,7 @@ def _render(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str,
         gradients_section(df, ctx.figure_prefix),
         training_section(df, ctx.figure_prefix, run_dir, meta.get("tasks")),
         env.get_template("failures.html.j2").render(f=_failures(df)),
-        env.get_template("environment.html.j2").render(e=_environment(meta, ctx.df)),
+        env.get_template("environment.html.j2").render(e=_environment(meta, ctx.timing)),
         env.get_template("schema.html.j2").render(columns=COLUMNS),
     ]
     page = env.get_template("report.html.j2").render(
@@ -302,6 +302,8 @@ class _Context:
                 anchor, k = f"{base}-{k}", k + 1
             self._ids[name] = anchor
         self.curves, self.curves_note = _attempt(lambda: fnd.curves(df) if len(df) else [])
+        # how time was measured: one statement, in the overview and the environment alike
+        self.timing = timing_statement(meta, all_rows)
         self.wrong = _no_correct_digits(df)
 
     def figure_prefix(self) -> str:
@@ -554,7 +556,7 @@ def _overview(ctx: _Context) -> _Overview:
         gradient_lines=grad_lines, training_lines=train_lines,
         findings_note=solve_note, families=views,
         levels=fnd.DIGIT_LEVELS, solvers=solvers_table(ctx.df, ctx.solvers_meta),
-        timing=timing_statement(meta, rows),
+        timing=ctx.timing,
         notes=[note] if note and len(rows) and not len(df) else [],
     )
 
@@ -832,7 +834,7 @@ def _failures(df: pd.DataFrame) -> dict[str, Any]:
 # --- environment ---------------------------------------------------------------------------
 
 
-def _environment(meta: Mapping[str, Any], df: pd.DataFrame) -> dict[str, Any]:
+def _environment(meta: Mapping[str, Any], timing: str) -> dict[str, Any]:
     return {"pairs": environment_pairs(meta), "command": fmt.text(meta.get("command")),
-            "timing": timing_statement(meta, df),
+            "timing": timing,
             "settings": [(k, f"{v}: {what}") for k, v, what in fmt.timing_settings(meta)]}

@@ -40,7 +40,6 @@ _MARK_CLASS = {
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["seconds"] = fmt.seconds
     return env
 
 

@@ -36,7 +36,6 @@ from reports.format import is_missing
 from reports.format import seconds as fmt_seconds
 from reports.gradients import add_labels, gradient_rows, is_ok, modes_in_order, solve_rows
 
-ERROR_MEASURE = "scd"
 ERROR_TEXT = "relative error at the end point, 10^-scd (scd: significant correct digits)"
 # 3 digits is the accuracy neural-ODE training asks for (rtol 1e-3), 6 an engineer's; the
 # default tolerance ladder (1e-3, 1e-6, 1e-9) spans both for every adaptive solver, where
@@ -206,17 +205,6 @@ def _gmean(values: Sequence[float]) -> float:
     return float(np.exp(np.mean(np.log(vals)))) if vals.size else float("nan")
 
 
-def _is_adaptive(rows: pd.DataFrame) -> bool:
-    """Whether a series' rows form a tolerance ladder: the ``adaptive`` column where it says,
-    else whether the rows carry an rtol rather than a step count."""
-    flags = rows["adaptive"].dropna() if "adaptive" in rows else pd.Series(dtype=object)
-    if len(flags):
-        return bool(pd.Series([bool(v) for v in flags]).mean() >= 0.5)
-    has_n = _num(rows, "n_steps_requested").notna().sum()
-    has_rtol = _num(rows, "rtol").notna().sum()
-    return bool(has_rtol > 0 and has_rtol >= has_n)
-
-
 def family(tags: Sequence[str] | None) -> str:
     """A problem's family from its tags: ``stiff``, ``learned``, ``non-stiff`` or ``other``.
 
@@ -295,8 +283,9 @@ def curves(df: pd.DataFrame) -> list[Curve]:
 
 def _adaptive_by_group(rows: pd.DataFrame, codes: np.ndarray, n_groups: int,
                        rtol: np.ndarray, n_steps: np.ndarray) -> np.ndarray:
-    """:func:`_is_adaptive` of each group of ``rows`` (``codes``: the group of each row),
-    for all groups at once."""
+    """Whether each group of ``rows`` (``codes``: the group of each row) forms a tolerance
+    ladder: the ``adaptive`` column where it says (the majority of its values), else whether
+    the group's rows carry an rtol rather than a step count; for all groups at once."""
     if "adaptive" in rows:
         flags = rows["adaptive"]
         given = flags.notna().to_numpy()

@@ -120,12 +120,6 @@ def number(value: Any) -> float:
         return math.nan
 
 
-def definition_table(pairs: Sequence[tuple[str, object]], class_: str = "kv") -> Markup:
-    """A two-column key/value table (no header row)."""
-    rows = "".join(tag("tr", Markup(tag("th", k) + tag("td", v))) for k, v in pairs)
-    return tag("table", Markup(rows), class_=class_)
-
-
 def message_cell(message: Any) -> Cell:
     """A failure message, cut to :data:`MESSAGE_LIMIT` characters (the full text in the
     title)."""
@@ -224,11 +218,6 @@ def settings_pairs(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             out.append((key, "not set" if value is None else value_text(value)))
     return out
-
-
-def environment_table(meta: Mapping[str, Any]) -> Markup:
-    """:func:`environment_pairs` as a key/value table."""
-    return definition_table(environment_pairs(meta))
 
 
 # --- the report's tables of cases, solvers, rankings and failures ---------------------
