@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from harness import registry, session
+from harness import plugins, registry, session
 from harness.results import (
     REPORT_FILE,
     RunFolderError,
@@ -400,7 +400,7 @@ def _task_text(entry) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for w in registry.discover(args.plugin):
+    for w in plugins.discover(args.plugin):
         print(f"warning: {w}", file=sys.stderr)
     solvers, s_notes = _solver_table()
     _, problems, p_notes = _problem_table()
@@ -593,7 +593,7 @@ def _command(argv: Sequence[str]) -> str:
 
 def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
     settings = _settings_from_args(args)
-    for w in registry.discover(list(settings.plugins)):
+    for w in plugins.discover(list(settings.plugins)):
         print(f"warning: {w}", file=sys.stderr)
     suite = _suite_from_args(args)
     problem_steps: dict = {}
@@ -817,7 +817,7 @@ def cmd_refs(args: argparse.Namespace) -> int:
     """Recompute computed references, check published and exact ones by independent solves."""
     from harness import refs
 
-    for w in registry.discover(args.plugin):
+    for w in plugins.discover(args.plugin):
         print(f"warning: {w}", file=sys.stderr)
     argv = [*args.problems, "--jobs", str(args.jobs)] + (["-v"] if args.verbose else [])
     code = refs.main(argv)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from harness import registry
+from harness import plugins, registry
 
 DEFAULT_DIGITS = 6.0  # expected agreement for a problem that declares no check
 MAX_DIGITS = 16.0  # what exact agreement is reported as
@@ -260,7 +260,7 @@ def check_references(names: Sequence[str] | None = None, *, verbose: bool = Fals
     Unknown names raise ``RegistryError`` listing the valid ones (a usage error). ``jobs > 1``
     checks problems in that many worker processes.
     """
-    registry.load_builtins()
+    plugins.load_defaults()
     valid = [e.name for e in registry.PROBLEMS.entries()]
     todo = list(valid) if not names else list(names)
     unknown = [n for n in todo if n not in valid]
@@ -285,7 +285,7 @@ def check_references(names: Sequence[str] | None = None, *, verbose: bool = Fals
 
 
 def _check_in_worker(name: str) -> list[CheckRow]:
-    registry.load_builtins()
+    plugins.load_defaults()
     checks, specs = _recipes()
     return check_problem(name, checks, specs)
 

@@ -1,27 +1,19 @@
-"""Registries of solvers and problems, and the discovery of plugins.
+"""The registries of solvers, problems and training tasks, and the decorators that fill them.
 
-Discovery order: built-ins (``solvers``, ``problems`` packages), installed packages through the
-entry-point groups ``odebench.solvers`` / ``odebench.problems``, then ``--plugin`` files or
-modules. A name registered twice is an error that names both sources.
+A leaf module: it imports nothing of the project, so any module may register into it without
+an import circle. What fills it, and in which order (the built-in modules, the installed entry
+points, ``--plugin`` files and modules), is :mod:`harness.plugins`. A name registered twice is
+an error that names both sources.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
-
-SOLVER_GROUP = "odebench.solvers"
-PROBLEM_GROUP = "odebench.problems"
-TASK_GROUP = "odebench.tasks"
 
 
 class RegistryError(Exception):
@@ -95,6 +87,36 @@ def unknown_message(
     plural = "s" if len(bad) > 1 else ""
     choices = choices if choices is not None else f"valid {kind}s: {', '.join(valid)}"
     return f"unknown {kind}{plural} {names}; {choices}"
+
+
+def snapshot() -> dict[str, list[tuple[str, str]]]:
+    """What the registries hold, as data: for each kind, each (name, source), sorted by name;
+    and what is unavailable. Two processes that discovered the same plugins give equal
+    snapshots (the check that a worker sees what the run's process saw)."""
+    return {
+        "solver": [(e.name, e.source) for e in SOLVERS.entries()],
+        "problem": [(e.name, e.source) for e in PROBLEMS.entries()],
+        "task": [(e.name, e.source) for e in TASKS.entries()],
+        "unavailable": sorted((u.what, u.fix) for u in UNAVAILABLE.values()),
+    }
+
+
+def snapshot_difference(mine: dict, theirs: dict) -> str:
+    """``""`` when the snapshots are equal; else what differs, in a few words (for the error
+    that stops a run whose worker sees another registry)."""
+    parts = []
+    for kind in sorted(set(mine) | set(theirs)):
+        a, b = dict(map(tuple, mine.get(kind, []))), dict(map(tuple, theirs.get(kind, [])))
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        moved = sorted(n for n in set(a) & set(b) if a[n] != b[n])
+        if only_a:
+            parts.append(f"{kind}s missing there: {', '.join(only_a)}")
+        if only_b:
+            parts.append(f"{kind}s only there: {', '.join(only_b)}")
+        if moved:
+            parts.append(f"{kind}s from another source there: "
+                         + ", ".join(f"{n} ({b[n]}, here {a[n]})" for n in moved))
+    return "; ".join(parts)
 
 
 class Registry:
@@ -199,105 +221,6 @@ def register_problem(name: str) -> Callable:
         return build
 
     return deco
-
-
-_builtins_loaded = False
-_entry_points_loaded = False
-_loaded_plugins: set[str] = set()
-
-
-def load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    importlib.import_module("solvers.builtin")
-    importlib.import_module("problems.builtin")
-    importlib.import_module("training.builtin")
-
-
-def load_entry_points() -> list[str]:
-    """Load the installed plugins. Returns one warning line for each that failed to load."""
-    global _entry_points_loaded
-    warnings: list[str] = []
-    if _entry_points_loaded:
-        return warnings
-    _entry_points_loaded = True
-    for group in (SOLVER_GROUP, PROBLEM_GROUP, TASK_GROUP):
-        for ep in entry_points(group=group):
-            source = f"entry point {ep.name} = {ep.value} ({group}, {_dist_name(ep)})"
-            try:
-                with attributed_to(source):
-                    obj = ep.load()
-                    _register_loaded(group, ep.name, obj, source)
-            except RegistryError:
-                raise
-            except Exception as exc:  # an installed plugin that is broken must not stop the run
-                warnings.append(f"could not load {source}: {type(exc).__name__}: {exc}")
-    return warnings
-
-
-def _dist_name(ep: Any) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"package {dist.name}" if dist is not None else "package ?"
-
-
-def _register_loaded(group: str, name: str, obj: Any, source: str) -> None:
-    """An entry point may name a module (that registers itself) or the object to register."""
-    if inspect.ismodule(obj):
-        return
-    registry = {SOLVER_GROUP: SOLVERS, PROBLEM_GROUP: PROBLEMS, TASK_GROUP: TASKS}[group]
-    if name in registry and registry.get(name).factory is obj:
-        return
-    registry.add(name, obj, source)
-
-
-def load_plugin(spec: str) -> None:
-    """Load ``--plugin`` ``spec``: a path to a ``.py`` file, or an importable module name."""
-    if spec in _loaded_plugins:
-        return
-    path = Path(spec)
-    if spec.endswith(".py") or path.exists():
-        if not path.is_file():
-            raise PluginError(f"plugin file {spec} does not exist")
-        source = f"plugin file {spec}"
-        mod_name = f"odebench_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
-        try:
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError("not a Python source file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[mod_name] = module
-            with attributed_to(source):
-                module_spec.loader.exec_module(module)
-        except RegistryError:
-            raise
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            raise PluginError(
-                f"plugin file {spec} failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
-    else:
-        source = f"plugin module {spec}"
-        try:
-            with attributed_to(source):
-                importlib.import_module(spec)
-        except RegistryError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin module {spec} failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
-    _loaded_plugins.add(spec)
-
-
-def discover(plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Load built-ins, entry points and the given plugins. Returns warnings to show the user."""
-    load_builtins()
-    warnings = load_entry_points()
-    for spec in plugins:
-        load_plugin(spec)
-    return warnings
 
 
 def make_solver(name: str):

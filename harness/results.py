@@ -151,7 +151,20 @@ COLUMNS: tuple[Column, ...] = (
            "field solved at rtol 1e-10"),
     Column("eval_time_s", "object", "s", "forward wall time at each tolerance"),
     Column("torch_threads", "Int64", "", "torch intra-op threads the case ran with (training "
-           "cases: the suite's train_threads, 1 by default)"),
+           "cases: the suite's train_threads, 1 by default; a Dask worker: 1 unless the run "
+           "sets --threads, since its nanny sets OMP_NUM_THREADS=1)"),
+    # where the case ran: timings are comparable only between rows of one machine, and only
+    # the serial executor's timings are trusted for comparison (no case beside them)
+    Column("executor", "string", "", "serial | process | dask: how the run executed the case; "
+           "only serial timings are trusted for comparison"),
+    Column("worker", "string", "", "what ran the case: the run's process (main), a worker "
+           "process (pid N), or a Dask worker (its address)"),
+    Column("host", "string", "", "host name of the machine that ran the case"),
+    Column("cpu_model", "string", "", "CPU model of that machine"),
+    Column("cpu_cores", "Int64", "", "logical CPU cores of that machine"),
+    Column("gpu_name", "string", "", "the CUDA device's name, for a case on a GPU"),
+    Column("hardware", "string", "", "one label for host, CPU, cores, torch threads and GPU: "
+           "rows with different labels were timed on different hardware"),
     Column("records_file", "string", "", "per-iteration records of a training case, a JSON "
            "lines file relative to the run folder"),
     Column("started_at", "string", "", "ISO time the case started"),

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from harness import registry, signals
+from harness import plugins, registry, signals
 from harness.environment import capture
 from harness.results import (
     SCHEMA_VERSION,
@@ -351,7 +351,7 @@ def reopen(run_dir: Path, command: str) -> Run:
         cases = plan_from_record(meta.get("plan"), where)
         suite = suite_from_record(meta.get("suite"), where)
         settings = RunSettings.from_meta(meta, where)
-        warnings = [f"{w}" for w in registry.discover(list(settings.plugins))]
+        warnings = [f"{w}" for w in plugins.discover(list(settings.plugins))]
         cut = drop_torn_tail(run_dir)
         if cut is not None:
             warnings.append(f"{run_dir / 'results.jsonl'} line {cut.line_no}: an incomplete "

@@ -12,11 +12,11 @@ from multiprocessing.connection import Connection
 
 import torch
 
-from harness import registry
+from harness import plugins
 from harness.runner import CASE_PROGRESS, ProblemCache, _message, run_case
 from harness.worker import Msg, WorkerConfig, die_with_run
 
-registry.load_builtins()
+plugins.load_defaults()
 
 
 def serve(conn: Connection, config: WorkerConfig) -> None:
@@ -31,7 +31,7 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
             resource.setrlimit(resource.RLIMIT_DATA, (config.memory_limit, config.memory_limit))
         if config.threads:
             torch.set_num_threads(config.threads)
-        for warning in registry.discover(list(config.plugins)):
+        for warning in plugins.discover(list(config.plugins)):
             del warning  # the run's process has shown these already
     except BaseException as exc:  # noqa: BLE001 - reported to the run, which stops
         conn.send((Msg.SETUP_FAILED, _message(exc)))

@@ -1,7 +1,7 @@
 """Import the built-in problem families so that their ``@register_problem`` decorators run.
 
 One module per family; a new family is a new module here. Imported once by
-``harness.registry.load_builtins`` (the module cache makes a second import a no-op). Each family
+``harness.plugins.load_defaults`` (the module cache makes a second import a no-op). Each family
 may list ``COMPUTED`` (stored references, ``python -m problems.make_references``) and ``CHECKS``
 (how ``python -m harness.refs --check`` verifies its references).
 """

@@ -15,6 +15,11 @@ components, as the IVP Test Set defines it; Mazzia & Magherini). Levels are give
 - :func:`problem_standings` -- per problem and level, every series' :class:`Standing`.
 - :func:`family_findings` -- per family and level, :class:`FamilyFinding`: the fastest series
   by time and by NFE, and a ranking of all series (geometric-mean ratio to the best).
+
+Times measured on different hardware are never compared: where the rows carry more than one
+``hardware`` label (:mod:`reports.placement`), a solver on two machines is two series (its
+name says which), each :class:`Curve` knows its ``hardware``, standings take ratios to the
+best on the same hardware, and the family findings are made per family, hardware and level.
 - :func:`pareto_front` -- per problem, which series are on the front of (cost, digits).
 - :func:`tolerance_fit` -- ``E ≈ C · rtol^p`` for an adaptive curve (DETEST, TOMS 648).
 - :func:`no_correct_digits` -- ok rows whose scd <= 0 (a "successful" solve that is wrong).
@@ -35,6 +40,7 @@ from reports.convergence import loglog_line
 from reports.format import is_missing
 from reports.format import seconds as fmt_seconds
 from reports.gradients import add_labels, gradient_rows, is_ok, modes_in_order, solve_rows
+from reports.placement import hardware_of
 
 ERROR_TEXT = "relative error at the end point, 10^-scd (scd: significant correct digits)"
 # 3 digits is the accuracy neural-ODE training asks for (rtol 1e-3), 6 an engineer's; the
@@ -63,6 +69,7 @@ class Curve:
     time: np.ndarray  # median wall time of one solve, s
     time_iqr: np.ndarray
     case_ids: tuple[str, ...] = ()
+    hardware: str = ""  # its rows' hardware label where the run spans several, else ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,13 @@ class FamilyFinding:
     # the fastest of the series that reached the level on the most problems, where that is
     # not by_time (by_time reached it on fewer problems)
     robust: FamilyRank | None = None
+    hardware: str = ""  # the hardware all its series ran on, where the run spans several
+
+    @property
+    def group(self) -> str:
+        """The family, and the hardware where the run spans several: what one row of the
+        'which solver to pick' table is about."""
+        return f"{self.family} on {self.hardware}" if self.hardware else self.family
 
 
 # A series is ranked on its speed only where it reached the level on more than this share
@@ -236,12 +250,14 @@ def curves(df: pd.DataFrame) -> list[Curve]:
     loose to tight (then atol loose to tight), fixed-step series by the requested steps from
     few to many; never by NFE, which need not grow along the ladder. Rows of kind gradient
     or train are not solves and are left out. ``df`` may lack ``series``; then it is
-    :func:`reports.summary.add_series` of the plain solves.
+    :func:`reports.summary.add_series` of the plain solves. Where the solves carry more than
+    one hardware label, each curve's ``hardware`` says which it ran on.
     """
     solves = _solves(df)
     if len(solves) == 0:
         return []
     solves = _labelled(solves)
+    solves = solves.assign(_hardware=hardware_of(solves).to_numpy())
     ok = solves[(_text(solves, "status") == "ok").to_numpy()]
     scd, nfe, time = (_num(ok, c).to_numpy() for c in ("scd", "nfe", "time_median_s"))
     keep = (np.isfinite(scd) & np.isfinite(nfe) & np.isfinite(time) & (nfe > 0)
@@ -255,6 +271,7 @@ def curves(df: pd.DataFrame) -> list[Curve]:
     series = _text(ok, "series", "unknown").to_numpy(dtype=object)
     solver = _text(ok, "solver", "unknown").to_numpy(dtype=object)
     case_id = _text(ok, "case_id").to_numpy(dtype=object)
+    hardware = ok["_hardware"].to_numpy(dtype=object)
     rtol, atol, n_steps, iqr = (_num(ok, c).to_numpy() for c in
                                 ("rtol", "atol", "n_steps_requested", "time_iqr_s"))
     group = pd.MultiIndex.from_arrays([problem, series]).to_frame(index=False)
@@ -270,14 +287,16 @@ def curves(df: pd.DataFrame) -> list[Curve]:
     ends = np.r_[starts[1:], codes.size]
     setting = np.where(mine, rtol, n_steps)[order]
     scd, nfe, time, iqr = scd[order], nfe[order], time[order], iqr[order]
-    problem, series, solver, case_id = (a[order] for a in (problem, series, solver, case_id))
+    problem, series, solver, case_id, hardware = (a[order] for a in (problem, series, solver,
+                                                                     case_id, hardware))
     out: list[Curve] = []
     for lo, hi in zip(starts, ends, strict=True):
         out.append(Curve(
             problem=str(problem[lo]), series=str(series[lo]), solver=str(solver[lo]),
             adaptive=bool(adaptive[codes[lo]]), setting=setting[lo:hi].copy(),
             digits=scd[lo:hi].copy(), nfe=nfe[lo:hi].copy(), time=time[lo:hi].copy(),
-            time_iqr=iqr[lo:hi].copy(), case_ids=tuple(case_id[lo:hi].tolist())))
+            time_iqr=iqr[lo:hi].copy(), case_ids=tuple(case_id[lo:hi].tolist()),
+            hardware=str(hardware[lo])))
     return out
 
 
@@ -358,20 +377,30 @@ def problem_standings(problem_curves: Sequence[Curve],
                       levels: Sequence[float] = DIGIT_LEVELS) -> dict[float, list[Standing]]:
     """Per level, one :class:`Standing` per curve (the curves of one problem): its cost and
     its time and NFE ratios to the fastest and to the least-NFE series that reached the level.
-    Sorted by time, then NFE, then name; series that did not reach the level last, by name."""
+    Sorted by time, then NFE, then name; series that did not reach the level last, by name.
+
+    Ratios are taken among the curves of the same ``hardware`` only: a time measured on one
+    machine is never divided by a time measured on another (so each machine has its own
+    fastest series, its ratio 1)."""
     out: dict[float, list[Standing]] = {}
     for level in levels:
-        costs = [(c.series, cost_at(c, level)) for c in problem_curves]
-        reached = [c for _, c in costs if c is not None]
-        best_t = min((c.time for c in reached), default=float("nan"))
-        best_n = min((c.nfe for c in reached), default=float("nan"))
-        rows = [Standing(s, c, c.time / best_t if best_t > 0 else float("nan"),
-                         c.nfe / best_n if best_n > 0 else float("nan"))
-                if c is not None else Standing(s, None) for s, c in costs]
+        costs = [(c.series, c.hardware, cost_at(c, level)) for c in problem_curves]
+        best_t: dict[str, float] = {}
+        best_n: dict[str, float] = {}
+        for _, hw, c in costs:
+            if c is not None:
+                best_t[hw] = min(best_t.get(hw, np.inf), c.time)
+                best_n[hw] = min(best_n.get(hw, np.inf), c.nfe)
+        rows = [Standing(s, c, _ratio(c.time, best_t[hw]), _ratio(c.nfe, best_n[hw]))
+                if c is not None else Standing(s, None) for s, hw, c in costs]
         rows.sort(key=lambda r: (r.cost is None, r.cost.time if r.cost else 0.0,
                                  r.cost.nfe if r.cost else 0.0, r.series))
         out[float(level)] = rows
     return out
+
+
+def _ratio(value: float, best: float) -> float:
+    return value / best if best > 0 else float("nan")
 
 
 def _eligible(rank: FamilyRank) -> bool:

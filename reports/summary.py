@@ -1,7 +1,7 @@
 """Series labels and solver descriptions shared by the report's sections.
 
-:func:`add_series` names one comparable set of cases (a solver, plus the device, dtype or
-batch that varies within the run); :func:`method_text` describes a solver once, for the
+:func:`add_series` names one comparable set of cases (a solver, plus the device, dtype,
+batch or hardware that varies within the run); :func:`method_text` describes a solver once, for the
 report's solvers table. Which solver to pick is :mod:`reports.findings`' job.
 """
 
@@ -13,20 +13,29 @@ from typing import Any
 import pandas as pd
 
 from reports.format import is_missing
+from reports.placement import hardware_of, hardware_varies
 
 VARIANT_COLUMNS = ("kind", "grad_mode", "device", "dtype", "batch")
+"""Columns whose values, where they vary, tell two series of one solver apart; the
+``hardware`` label comes after them (:func:`add_series`)."""
 
 
 def add_series(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with a ``series`` column: the solver name, plus the values of
     :data:`VARIANT_COLUMNS` that vary within the run (``dopri5 [cuda, float32]``), so that
-    one line in a figure is one comparable set of cases."""
+    one line in a figure is one comparable set of cases. Where the rows carry more than one
+    ``hardware`` label, it is part of the name too (``dopri5 [node7: AMD EPYC 7B13, 16
+    cores, 1 threads]``): times measured on two machines are two series, never one."""
     out = df.copy()
     varying = [c for c in VARIANT_COLUMNS if c in out and out[c].nunique(dropna=True) > 1]
     labels = out["solver"].astype("string").fillna("unknown")
-    if varying:
-        extra = out[varying].astype("string").fillna("?").agg(", ".join, axis=1)
-        labels = labels + " [" + extra + "]"
+    extra = out[varying].astype("string").fillna("?") if varying else None
+    if hardware_varies(out):
+        hardware = hardware_of(out).astype("string")
+        extra = (hardware.to_frame("hardware") if extra is None
+                 else extra.assign(hardware=hardware))
+    if extra is not None:
+        labels = labels + " [" + extra.agg(", ".join, axis=1) + "]"
     out["series"] = labels.astype(str)
     return out
 

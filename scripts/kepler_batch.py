@@ -50,7 +50,8 @@ def main() -> None:
 def timing(f, t, shared, per, rounds: int = 15) -> None:
     solvers = {"dopri5": shared, "dopri5-pt": per}
     try:
-        from harness.registry import discover, make_solver
+        from harness.plugins import discover
+        from harness.registry import make_solver
 
         discover()
         solvers["to-dopri5"] = make_solver("to-dopri5")

@@ -45,6 +45,3 @@ def _scipy(method: str) -> None:
 
 for _method in ("RK45", "DOP853", "Radau", "BDF", "LSODA"):
     _scipy(_method)
-
-# Hairer's DOPRI5 and DOP853 through scipy: always there (scipy is a core dependency).
-import solvers.peers.hairer  # noqa: E402, F401

@@ -13,11 +13,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import cli, registry
+from harness import cli, plugins, registry
 from harness.suite import BUILTIN_SUITES, GRAD_MODES, SuiteError, expand
 from harness.suite_file import load_toml
 
-registry.discover()
+plugins.discover()
 SOLVERS = registry.SOLVERS.names()
 PROBLEMS = registry.PROBLEMS.names()
 TAGS = {e.name: frozenset(e.factory(torch.float64, "cpu").tags)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness import registry
+from harness import plugins, registry
 from harness.runner import ProblemCache, run_case
 from harness.suite import Case, Suite
 
-registry.discover()
+plugins.discover()
 BUILTIN_SOLVERS = [e.name for e in registry.SOLVERS.entries() if e.source.startswith("built-in")]
 SUITE = Suite("t", warmup=0, min_time=0.0, min_repeats=1, max_time=0.0)
 

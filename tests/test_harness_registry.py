@@ -1,6 +1,7 @@
 import pytest
 
-from harness.registry import PluginError, Registry, RegistryError, attributed_to, load_plugin
+from harness.plugins import load_plugin
+from harness.registry import PluginError, Registry, RegistryError, attributed_to
 
 
 def test_double_registration_names_both_sources():

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness import registry
+from harness import plugins, registry
 from harness.runner import ProblemCache, run_case
 from harness.suite import Case, Suite, _pairs_for
 
-registry.discover()
+plugins.discover()
 SUITE = Suite("t", warmup=0, min_time=0.0, min_repeats=1, max_time=0.0)
 PROBLEMS = ProblemCache()
 STIFF = sorted(

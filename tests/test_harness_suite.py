@@ -1,12 +1,12 @@
 import pytest
 
-from harness import registry
+from harness import plugins
 from harness.suite import BUILTIN_SUITES, Case, Suite, SuiteError, expand, override, tolerance_pairs
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _discover():
-    registry.discover()
+    plugins.discover()
 
 
 TAGS = {"linear": frozenset({"nonstiff", "exact"}), "robertson": frozenset({"stiff"})}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from cli_runner import run_cli
 
-from harness import cli, registry
+from harness import cli, plugins, registry
 from harness.suite import (
     BUILTIN_SUITES,
     Filters,
@@ -33,7 +33,7 @@ EMPTY_SELECTION = ("selects nothing", "name problems, solvers or tags", "everyth
 
 @pytest.fixture(scope="module", autouse=True)
 def _discover():
-    registry.discover()
+    plugins.discover()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from harness import registry
+from harness import plugins, registry
 from harness.measure.nfe import CountingRHS
 from solvers.base import GradMode, Status
 from solvers.gradients import odeint
@@ -26,7 +26,7 @@ from solvers.tableaux import RK4
 
 F64 = torch.float64
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EPS = {ep.name: ep.value for ep in md.entry_points(group=registry.SOLVER_GROUP)}
+EPS = {ep.name: ep.value for ep in md.entry_points(group=plugins.SOLVER_GROUP)}
 needs_install = pytest.mark.skipif(
     "peers-hairer" not in EPS,
     reason="odebench's entry points are not installed: pip install -e .",
@@ -61,7 +61,7 @@ def lotka_volterra(t, y):
 @needs_install
 def test_entry_points_register_the_peers():
     assert EPS["peers-hairer"] == "solvers.peers.hairer"
-    registry.discover()
+    plugins.discover()
     expected = set(HAIRER)
     try:
         import torchdiffeq  # noqa: F401

@@ -11,13 +11,13 @@ import math
 import numpy as np
 import pytest
 
-from harness import refs, registry
+from harness import plugins, refs
 from problems import references
 
 
 @pytest.fixture(autouse=True)
 def _builtins():
-    registry.load_builtins()
+    plugins.load_defaults()
 
 
 def test_digits_are_relative_per_component_and_take_the_worst_row():

@@ -8,14 +8,14 @@ import signal
 
 import pytest
 
-from harness import registry
+from harness import plugins
 from harness.cli import main
 from harness.results import RunFolderError
 from harness.session import Isolation, check_out_dir, isolated, plan_from_record, plan_record
 from harness.suite import Case
 from harness.worker import death_message, parse_size
 
-registry.discover()
+plugins.discover()
 
 
 @pytest.mark.parametrize("solver, auto", [("rk4", False), ("dopri5", False),

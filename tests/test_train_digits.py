@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 import training.digits as digits
-from harness import registry
+from harness import plugins, registry
 from harness.results import COLUMN_NAMES, RECORD_FIELDS
 from harness.suite import Case
 from solvers.gradients import check_mode
@@ -43,7 +43,7 @@ ROW_FIELDS = {
 def _one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    registry.discover()
+    plugins.discover()
     yield
     torch.set_num_threads(n)
 

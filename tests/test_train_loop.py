@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from harness import registry
+from harness import plugins, registry
 from harness.measure.nfe import Deadline
 from harness.runner import RECORDS_KEY, ProblemCache, run_case
 from harness.suite import Case, Suite
@@ -20,7 +20,7 @@ from training.tasks import SPIRAL
 
 @pytest.fixture(scope="module", autouse=True)
 def _registries():
-    registry.discover()
+    plugins.discover()
 
 
 def _case(**kw) -> Case:

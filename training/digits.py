@@ -263,9 +263,9 @@ def build_model(kind: str, task: DigitsTask, solve: BlockSolve | None = None,
     if kind == "odenet":
         if solve is None or solve.solver == NO_SOLVER:
             raise ValueError("model 'odenet' needs a solver for its ODE block (e.g. dopri5)")
-        from harness import registry
+        from harness import plugins, registry
 
-        registry.load_builtins()
+        plugins.load_defaults()
         body = ODEBlock(residual_function(w), registry.make_solver(solve.solver), solve,
                         task.t_span, deadline)
     else:

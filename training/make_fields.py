@@ -83,20 +83,20 @@ class Trained:
 
 def train_seeds(spec: FieldSpec) -> tuple[int, int]:
     """(initial weights, minibatches) seeds of ``spec``: the harness's for its task and seed."""
-    from harness import registry
+    from harness import plugins, registry
     from training.loop import seeds
 
-    registry.discover()
+    plugins.discover()
     return seeds(registry.make_task(spec.task).seed, spec.run_seed)
 
 
 def train(spec: FieldSpec, progress: bool = False) -> Trained:
     """Train ``spec``'s field, as :func:`training.loop._train` trains its case."""
-    from harness import registry
+    from harness import plugins, registry
     from solvers.gradients import check_mode, odeint
     from training.loop import minibatch_starts
 
-    registry.discover()  # solvers, problems and tasks
+    plugins.discover()  # solvers, problems and tasks
     task = registry.make_task(spec.task)
     solver = registry.make_solver(spec.solver)
     mode = check_mode(solver, spec.grad_mode)

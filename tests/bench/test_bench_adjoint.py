@@ -26,7 +26,8 @@ import torch
 
 from harness.measure.nfe import CountingRHS
 from harness.measure.timing import Interleaved
-from harness.registry import build_problem, discover, make_solver
+from harness.plugins import discover
+from harness.registry import build_problem, make_solver
 from solvers.gradients import grad_rel_err, odeint
 
 F64 = torch.float64

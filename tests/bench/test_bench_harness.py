@@ -19,12 +19,12 @@ import statistics
 
 import torch
 
-from harness import registry
+from harness import plugins, registry
 from harness.runner import ProblemCache, run_case
 from harness.suite import Case, Suite
 from harness.worker import Worker, WorkerConfig
 
-registry.discover()
+plugins.discover()
 SUITE = Suite("bench", warmup=0, min_time=0.0, min_repeats=1, max_time=0.0)
 CASE = Case("linear", "rk4", n_steps=64)
 

@@ -41,7 +41,8 @@ import torch
 
 from harness.measure.nfe import CountingRHS
 from harness.measure.timing import Interleaved
-from harness.registry import discover, make_solver, make_task
+from harness.plugins import discover
+from harness.registry import make_solver, make_task
 from solvers.gradients import grad_rel_err, odeint
 from solvers.gradients.vjp import vjp
 from solvers.rk import RungeKutta

@@ -1,0 +1,104 @@
+"""Where a run's cases ran: which executor and which hardware, read from the rows.
+
+Two facts decide whether two timings may be compared (harness/results.py, ``executor`` and
+``hardware``):
+
+- Only the serial executor times a case alone. The process and dask executors run cases
+  beside one another, contending for cores and memory bandwidth, so their timings are not
+  trusted for comparison. A row without an executor (a run written before executors) is
+  serial.
+- Rows with different ``hardware`` labels were timed on different machines. A run written
+  before the column has none: it is one machine, the one its meta.json describes.
+
+Pure pandas; the report (:mod:`reports.build`, :mod:`reports.findings`,
+:mod:`reports.figures`) and ``compare`` (:mod:`harness.compare`) share these rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+SERIAL = "serial"
+"""The one executor whose timings are trusted for comparison (and the default of a row)."""
+UNRECORDED_HARDWARE = "hardware not recorded"
+"""The hardware of a row without a label, in a run whose other rows have labels."""
+
+
+def _strings(df: pd.DataFrame, column: str) -> pd.Series:
+    """``df[column]`` as stripped strings, NA where missing, empty or absent."""
+    if df is None or column not in df:
+        return pd.Series(pd.NA, index=getattr(df, "index", pd.RangeIndex(0)), dtype="string")
+    text = df[column].astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def executors(df: pd.DataFrame) -> pd.Series:
+    """Each row's executor; ``serial`` where the row has none."""
+    return _strings(df, "executor").fillna(SERIAL).astype(str)
+
+
+def executor_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Rows per executor, by name (a missing executor counts as serial)."""
+    if df is None or len(df) == 0:
+        return {}
+    counts = executors(df).value_counts()
+    return {str(k): int(counts[k]) for k in sorted(counts.index)}
+
+
+def untrusted_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Rows per executor other than serial: the rows whose timings are not trusted."""
+    return {k: n for k, n in executor_counts(df).items() if k != SERIAL}
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``12 row(s) from the dask executor and 3 from the process executor``."""
+    parts = [f"{n} {'row(s) ' if i == 0 else ''}from the {name} executor"
+             for i, (name, n) in enumerate(counts.items())]
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+UNTRUSTED_WHY = ("ran beside other cases, contending for cores and memory bandwidth, so their "
+                 "timings are not trusted for comparison; only serial timings are")
+
+
+def untrusted_timing_text(df: pd.DataFrame) -> str | None:
+    """One sentence when any row ran on an executor other than serial, else None."""
+    counts = untrusted_counts(df)
+    if not counts:
+        return None
+    return (f"Timings of {counts_text(counts)} {UNTRUSTED_WHY}. Their NFE, steps and errors "
+            "are unaffected.")
+
+
+def hardware_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's hardware label, NA where it has none."""
+    return _strings(df, "hardware")
+
+
+def hardware_varies(df: pd.DataFrame) -> bool:
+    """Whether the rows carry more than one distinct hardware label (rows without one are
+    on the run's machine, not another)."""
+    return bool(hardware_labels(df).nunique(dropna=True) > 1)
+
+
+def hardware_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's hardware where the run spans several (:data:`UNRECORDED_HARDWARE` for a
+    row without a label); ``""`` for every row where it spans one, so nothing changes for
+    the usual run."""
+    if df is None or len(df) == 0 or not hardware_varies(df):
+        return pd.Series("", index=getattr(df, "index", pd.RangeIndex(0)), dtype=object)
+    return hardware_labels(df).fillna(UNRECORDED_HARDWARE).astype(object)
+
+
+def hardware_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Rows per hardware label, by label (rows without one as :data:`UNRECORDED_HARDWARE`);
+    empty when no row has a label (a run written before the column)."""
+    labels = hardware_labels(df)
+    if labels.notna().sum() == 0:
+        return {}
+    counts = labels.fillna(UNRECORDED_HARDWARE).value_counts()
+    return {str(k): int(counts[k]) for k in sorted(counts.index)}
