@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from harness import plugins, registry, session
+from harness.executors import ExecutorName, dask_missing
 from harness.results import (
     REPORT_FILE,
     RunFolderError,
@@ -184,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory limit of each worker process, e.g. 2G or 512M (RLIMIT_DATA; "
                         "torch and the problems take about 0.3G of it); a case that exceeds it "
                         "ends out_of_memory. Implies --isolate")
+    r.add_argument("--executor", choices=[str(e) for e in ExecutorName], default=None,
+                   help="how cases run: serial (the default: one at a time; the only timings "
+                        "trusted for comparison), process (--jobs worker processes side by "
+                        "side, for accuracy and NFE sweeps) or dask (tasks on a Dask cluster: "
+                        "--scheduler, or a LocalCluster of --jobs workers)")
+    r.add_argument("-j", "--jobs", type=_checked(_positive_int, "a positive integer"),
+                   help="process: worker processes; dask without --scheduler: LocalCluster "
+                        "workers (default: the CPU count)")
+    r.add_argument("--scheduler", metavar="ADDRESS|FILE",
+                   help="dask: an existing cluster's scheduler, tcp://HOST:PORT, or its "
+                        "scheduler file (dask scheduler --scheduler-file); default: start a "
+                        "LocalCluster")
+    r.add_argument("--chunk", type=_checked(_positive_int, "a positive integer"),
+                   help="dask: cases per task (default: n / (4 x workers), at most 64; 1 "
+                        "streams each row back as its case ends)")
     r.add_argument("--out", type=Path, help="run folder (default: runs/<run-id>)")
     r.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                    help="continue RUN_DIR (or --out): run exactly the cases of its stored plan "
@@ -533,7 +549,9 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
 
 # What `run --resume` may be given beside the run folder: nothing that changes the plan.
 _RUN_FLAGS: dict[str, str] = {}  # dest -> its flag, filled by build_parser
-_RESUME_ALLOWED = {"verb", "resume", "out", "quiet", "no_report"}
+# How the cases are executed may change on resume (a cluster's address, say); what they are not.
+_RESUME_ALLOWED = {"verb", "resume", "out", "quiet", "no_report", "executor", "jobs",
+                   "scheduler", "chunk"}
 
 
 def _flag(parser_flags: dict[str, str], dest: str, value: Any) -> str:
@@ -582,9 +600,55 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
         isolate = Isolation.ALWAYS if args.case_memory else Isolation.AUTO
     else:
         isolate = Isolation.ALWAYS if args.isolate else Isolation.NEVER
-    return RunSettings(isolate=isolate, case_memory=args.case_memory,
-                       seed=0 if args.seed is None else args.seed, threads=args.threads,
-                       plugins=tuple(_plugin_spec(p) for p in args.plugin or ()))
+    executor = ExecutorName(args.executor or "serial")
+    if executor is ExecutorName.PROCESS:
+        isolate = Isolation.ALWAYS  # every case in a worker process
+    if executor is not ExecutorName.SERIAL and args.isolate is False:
+        raise UsageError(f"--executor {executor} runs every case in a worker process; it "
+                         "cannot go with --no-isolate")
+    if executor is ExecutorName.DASK and args.case_memory:
+        raise UsageError("--case-memory limits the harness's own worker processes; a Dask "
+                         "worker's memory is its own --memory-limit")
+    settings = RunSettings(isolate=isolate, case_memory=args.case_memory,
+                           seed=0 if args.seed is None else args.seed, threads=args.threads,
+                           plugins=tuple(_plugin_spec(p) for p in args.plugin or ()))
+    return _with_executor(settings, args)
+
+
+def _with_executor(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
+    """``settings`` with the executor that ``args`` names (for a resume: the stored one, with
+    what the command changes); a combination that cannot run is a usage error."""
+    executor = ExecutorName(args.executor or settings.executor)
+    changed = args.executor is not None and executor is not settings.executor
+    jobs = args.jobs if args.jobs is not None else (None if changed else settings.jobs)
+    scheduler = args.scheduler or (None if changed else settings.scheduler)
+    chunk = args.chunk or (None if changed else settings.chunk)
+    if executor is ExecutorName.SERIAL and args.jobs is not None and args.jobs > 1:
+        raise UsageError("--jobs runs cases side by side: give it with --executor process or "
+                         "--executor dask (serial runs one case at a time)")
+    if executor is not ExecutorName.DASK:
+        for flag, value in (("--scheduler", args.scheduler), ("--chunk", args.chunk)):
+            if value is not None:
+                raise UsageError(f"{flag} is for --executor dask (valid executors: "
+                                 f"{', '.join(ExecutorName)})")
+        scheduler = chunk = None
+    if executor is ExecutorName.DASK:
+        missing = dask_missing()
+        if missing:
+            raise UsageError(missing)
+        if scheduler is not None and args.jobs is not None:
+            raise UsageError("--jobs sizes the LocalCluster that --executor dask starts; an "
+                             "existing cluster (--scheduler) has the workers it has")
+        if scheduler is not None and not (Path(scheduler).is_file() or "://" in scheduler):
+            raise UsageError(f"--scheduler {scheduler}: not a scheduler file, nor an address "
+                             "such as tcp://HOST:8786")
+    if executor is not ExecutorName.SERIAL and scheduler is None:
+        jobs = jobs or os.cpu_count() or 1
+    if executor is ExecutorName.SERIAL:
+        jobs = None
+    isolate = Isolation.ALWAYS if executor is ExecutorName.PROCESS else settings.isolate
+    return dataclasses.replace(settings, executor=executor, jobs=jobs, scheduler=scheduler,
+                               chunk=chunk, isolate=isolate)
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -611,8 +675,14 @@ def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
 def cmd_run(args: argparse.Namespace, argv: Sequence[str], defaults: dict[str, Any]) -> int:
     if args.resume is not None:
         run_dir = _resume_dir(args, defaults)
-        with graceful() as interrupts:
+        with graceful(on_second=kill_all) as interrupts:
             run = session.reopen(run_dir, _command(argv))
+            try:
+                run.settings = _with_executor(run.settings, args)
+            except UsageError:
+                run.close()
+                raise
+            session.record_resume_executor(run)
             return _execute(run, args, interrupts)
 
     settings, suite, plan, problem_info = _plan_new(args, argv)

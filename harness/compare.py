@@ -19,6 +19,13 @@ Cases are matched by ``case_id``. Two kinds of figures are compared, by differen
   tolerance that only absorbs round-off: counts exactly; errors and losses relative 1e-9 of the
   larger magnitude with an absolute floor of 1e-14; ``scd`` (digits) absolute 1e-6.
 - A case in A but not in B is a regression (it vanished); a case in only one run is a change.
+- Where a case was timed matters as much as how. Only the serial executor times a case alone:
+  the process and dask executors run cases beside one another, contending for cores and
+  memory bandwidth, so a row of theirs (``executor``; none: serial) is not trusted for a time
+  comparison. A case whose rows carry different ``hardware`` labels in A and B was timed on
+  different machines. As for runs measured on different machines (meta.json's environment),
+  both are said in a warning and such a case's time is not compared unless ``--times`` asks;
+  its deterministic figures are compared as always.
 
 The marks are asv's: ``+`` slower (worse), ``-`` faster (better), ``~`` beyond the factor but
 not significant, ``!`` newly failing (ok in A, not in B), blank for no change. asv shows a
@@ -38,6 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from reports.placement import SERIAL, UNTRUSTED_WHY, counts_text, untrusted_counts
 
 DEFAULT_FACTOR = 1.1
 P_THRESHOLD = 0.002  # asv's threshold for the Mann-Whitney U test
@@ -243,6 +252,9 @@ class CaseComparison:
     mark: Mark
     time: TimeChange | None
     figures: tuple[FigureChange, ...]
+    # why its time was not compared although both sides are ok: "" when it was (or could
+    # not be), else e.g. "B ran it on the dask executor"
+    untimed: str = ""
 
     @property
     def regression(self) -> bool:
@@ -278,6 +290,12 @@ class Comparison:
     cases: list[CaseComparison] = field(default_factory=list)
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
+    # rows per executor other than serial, in each run: timings not trusted for comparison
+    untrusted_a: dict[str, int] = field(default_factory=dict)
+    untrusted_b: dict[str, int] = field(default_factory=dict)
+    # matched cases whose rows carry different hardware labels: (A's label, B's label): count
+    hardware_pairs: dict[tuple[str, str], int] = field(default_factory=dict)
+    trusted_only: bool = False  # times of untrusted or cross-hardware cases left out
 
     @property
     def regressions(self) -> list[CaseComparison]:
@@ -486,11 +504,39 @@ def _figures(ra: pd.Series, rb: pd.Series, status_a: str, status_b: str) -> list
     return out
 
 
+def _label(value: Any) -> str | None:
+    """A row's executor or hardware as stripped text; None when missing or empty."""
+    return None if _missing(value) or not str(value).strip() else str(value).strip()
+
+
+_EXECUTOR = "executor"  # the phrases of untimed_why, which the warnings count by
+_HARDWARE = "different hardware"
+
+
+def executor_of(row: pd.Series) -> str:
+    """The row's executor; ``serial`` where it has none (a run written before executors)."""
+    return _label(row.get("executor")) or SERIAL
+
+
+def untimed_why(ra: pd.Series, rb: pd.Series) -> str:
+    """Why the time of a case with rows ``ra`` (A) and ``rb`` (B) is not to be compared:
+    a side ran on an executor other than serial, or the two carry different hardware
+    labels; ``""`` when neither (a side without a label is on its run's machine, which the
+    run-level machine check covers)."""
+    why = [f"{side} ran it on the {ex} {_EXECUTOR}" for side, ex in
+           (("A", executor_of(ra)), ("B", executor_of(rb))) if ex != SERIAL]
+    hw_a, hw_b = _label(ra.get("hardware")), _label(rb.get("hardware"))
+    if hw_a is not None and hw_b is not None and hw_a != hw_b:
+        why.append(f"{_HARDWARE} ({hw_a!r} vs {hw_b!r})")
+    return "; ".join(why)
+
+
 def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, *, factor: float = DEFAULT_FACTOR,
-                   use_stats: bool = True, times: bool = True
+                   use_stats: bool = True, times: bool = True, trusted_only: bool = False
                    ) -> tuple[list[CaseComparison], list[str], list[str]]:
     """(matched cases, case ids only in A, only in B); ``times=False`` compares only the
-    deterministic figures."""
+    deterministic figures; ``trusted_only`` leaves out the times of cases that
+    :func:`untimed_why` gives a reason for (each case's ``untimed`` says it)."""
     a = {str(r["case_id"]): r for _, r in df_a.iterrows()}
     b = {str(r["case_id"]): r for _, r in df_b.iterrows()}
     cases: list[CaseComparison] = []
@@ -498,9 +544,11 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, *, factor: float = DE
         ra, rb = a[cid], b[cid]
         st_a, st_b = str(ra.get("status")), str(rb.get("status"))
         time = None
+        untimed = ""
         if st_a == "ok" and st_b == "ok":
             mark = Mark.SAME
-            if times:
+            untimed = untimed_why(ra, rb) if times and trusted_only else ""
+            if times and not untimed:
                 time = _time_change(ra, rb, use_stats)
                 mark = _time_mark(time, factor)
         elif st_a == "ok":
@@ -512,9 +560,23 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, *, factor: float = DE
         cases.append(CaseComparison(
             case_id=cid, problem=str(rb.get("problem")), solver=str(rb.get("solver")),
             status_a=st_a, status_b=st_b, mark=mark, time=time,
-            figures=tuple(_figures(ra, rb, st_a, st_b)),
+            figures=tuple(_figures(ra, rb, st_a, st_b)), untimed=untimed,
         ))
     return cases, [c for c in a if c not in b], [c for c in b if c not in a]
+
+
+def hardware_pairs(df_a: pd.DataFrame, df_b: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Per (A's hardware label, B's label) that differ, how many matched cases ran so; rows
+    without a label are left out (their run's meta.json says where they ran)."""
+    if "hardware" not in df_a or "hardware" not in df_b:
+        return {}
+    a = {str(r["case_id"]): _label(r.get("hardware")) for _, r in df_a.iterrows()}
+    out: dict[tuple[str, str], int] = {}
+    for _, r in df_b.iterrows():
+        hw_a, hw_b = a.get(str(r["case_id"])), _label(r.get("hardware"))
+        if hw_a is not None and hw_b is not None and hw_a != hw_b:
+            out[(hw_a, hw_b)] = out.get((hw_a, hw_b), 0) + 1
+    return dict(sorted(out.items()))
 
 
 def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
@@ -522,7 +584,8 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
                  ) -> tuple[Comparison, list[str]]:
     """Compare two run folders; (the comparison, warnings from reading them).
 
-    ``times=None`` compares times only when the two runs were measured on the same machine.
+    ``times=None`` compares times only when the two runs were measured on the same machine,
+    and then only of the cases timed by the serial executor on the same hardware in both.
     """
     from harness.results import open_run
 
@@ -531,7 +594,7 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
     unknown = machine_unknown(ra.meta, rb.meta)
     compare_times = (not diffs and not unknown) if times is None else times
     cases, only_a, only_b = compare_frames(ra.df, rb.df, factor=factor, use_stats=use_stats,
-                                           times=compare_times)
+                                           times=compare_times, trusted_only=times is None)
     comp = Comparison(
         run_a=Path(run_a), run_b=Path(run_b),
         run_id_a=str(ra.meta.get("run_id") or Path(run_a).name),
@@ -540,6 +603,8 @@ def compare_runs(run_a: Path, run_b: Path, *, factor: float = DEFAULT_FACTOR,
         machine_diffs=diffs, machine_unknown=unknown,
         machine_a=machine(ra.meta), machine_b=machine(rb.meta),
         cases=cases, only_a=only_a, only_b=only_b,
+        untrusted_a=untrusted_counts(ra.df), untrusted_b=untrusted_counts(rb.df),
+        hardware_pairs=hardware_pairs(ra.df, rb.df), trusted_only=times is None,
     )
     return comp, ra.warnings + rb.warnings
 
@@ -562,6 +627,49 @@ def machine_warning(comp: Comparison) -> str | None:
     return f"WARNING: the runs were measured on different machines ({what}): {then}"
 
 
+def _then(comp: Comparison, reason: str) -> str:
+    """What became of the times of the cases that ``reason`` (a phrase of
+    :func:`untimed_why`) keeps from being compared."""
+    if not comp.times_compared:
+        return "times are not compared anyway"
+    if not comp.trusted_only:
+        return "their times are compared anyway (--times)"
+    n = sum(reason in c.untimed for c in comp.cases)
+    if n:
+        return (f"the times of {n} such matched case(s) are NOT compared, only status, NFE, "
+                "steps and errors (--times compares them anyway)")
+    return "none of them is a case both runs finished ok, so no time of theirs is compared"
+
+
+def executor_warning(comp: Comparison) -> str | None:
+    """One line when either run has rows from an executor other than serial (process,
+    dask): their timings are not trusted for comparison; else None."""
+    if not comp.untrusted_a and not comp.untrusted_b:
+        return None
+    sides = "; ".join(f"{side} has {counts_text(counts)}" for side, counts in
+                      (("A", comp.untrusted_a), ("B", comp.untrusted_b)) if counts)
+    return (f"WARNING: timings not trusted for comparison: {sides}. Those cases "
+            f"{UNTRUSTED_WHY}: {_then(comp, _EXECUTOR)}")
+
+
+def hardware_warning(comp: Comparison) -> str | None:
+    """One line when matched cases ran on different hardware in A and B (the rows'
+    ``hardware`` labels, beyond the runs' machines in meta.json); else None."""
+    if not comp.hardware_pairs:
+        return None
+    n = sum(comp.hardware_pairs.values())
+    what = "; ".join(f"{k} case(s) {a!r} in A vs {b!r} in B"
+                     for (a, b), k in comp.hardware_pairs.items())
+    return (f"WARNING: {n} matched case(s) ran on different hardware in the two runs ({what}): "
+            f"{_then(comp, _HARDWARE)}")
+
+
+def warnings_of(comp: Comparison) -> list[str]:
+    """Every warning line about where the runs were measured: machines, executors, hardware."""
+    return [w for w in (machine_warning(comp), executor_warning(comp), hardware_warning(comp))
+            if w]
+
+
 STATS_RULE = ("Mann-Whitney U p < 0.002 when the sample sizes allow it (smallest attainable p "
               "2/C(n_a+n_b, min(n_a, n_b)) below 0.002), else disjoint 99% CIs of the medians "
               "(8 or more samples a side); fewer: not significant (~)")
@@ -581,6 +689,8 @@ def _changes_text(case: CaseComparison) -> str:
         if case.time.source != "time_samples_s":
             parts.append(f"time from {case.time.source}")
         parts.append(case.time.significance.why)
+    if case.untimed:
+        parts.append(f"time not compared: {case.untimed}")
     return "; ".join(parts)
 
 
@@ -609,10 +719,7 @@ def nothing_matched_line(comp: Comparison) -> str | None:
 
 def terminal_lines(comp: Comparison, *, only_changed: bool = False) -> list[str]:
     """The comparison as asv prints one: a mark, before, after, ratio, then the case."""
-    out: list[str] = []
-    warning = machine_warning(comp)
-    if warning:
-        out.append(warning)
+    out: list[str] = list(warnings_of(comp))
     out.append(f"A (before): {comp.run_a}  run {comp.run_id_a}")
     out.append(f"B (after):  {comp.run_b}  run {comp.run_id_b}")
     stats_rule = STATS_RULE if comp.use_stats else "no statistics (--no-stats)"

@@ -85,3 +85,29 @@ def capture() -> dict:
         "git_commit": _git_commit(),
         "hostname": socket.gethostname(),
     }
+
+
+_MACHINE: dict | None = None
+
+
+def machine() -> dict:
+    """This process's machine, for each result row: host, CPU model and logical cores
+    (computed once per process)."""
+    global _MACHINE
+    if _MACHINE is None:
+        _MACHINE = {"host": socket.gethostname(), "cpu_model": _cpu_name(),
+                    "cpu_cores": os.cpu_count()}
+    return _MACHINE
+
+
+def hardware_fields(device: str) -> dict:
+    """Where a case ran, as row columns: the machine, torch's intra-op threads now, the GPU's
+    name for a CUDA case, and ``hardware``, one label of machine and GPU (torch threads are a
+    setting of the case, recorded beside it, not part of the label)."""
+    fields = dict(machine(), torch_threads=torch.get_num_threads(), gpu_name=None)
+    label = f"{fields['host']}: {fields['cpu_model']}, {fields['cpu_cores']} cores"
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        fields["gpu_name"] = torch.cuda.get_device_name(torch.device(device))
+        label += f", {fields['gpu_name']}"
+    fields["hardware"] = label
+    return fields

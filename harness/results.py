@@ -163,8 +163,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpu_model", "string", "", "CPU model of that machine"),
     Column("cpu_cores", "Int64", "", "logical CPU cores of that machine"),
     Column("gpu_name", "string", "", "the CUDA device's name, for a case on a GPU"),
-    Column("hardware", "string", "", "one label for host, CPU, cores, torch threads and GPU: "
-           "rows with different labels were timed on different hardware"),
+    Column("hardware", "string", "", "one label for host, CPU model, cores and GPU: rows "
+           "with different labels were timed on different hardware"),
     Column("records_file", "string", "", "per-iteration records of a training case, a JSON "
            "lines file relative to the run folder"),
     Column("started_at", "string", "", "ISO time the case started"),

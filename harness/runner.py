@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import os
 import statistics
 import sysconfig
 import time
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from harness import registry, signals
+from harness.environment import hardware_fields
 from harness.measure.accuracy import Accuracy, measure_accuracy
 from harness.measure.memory import cuda_peak_bytes, cuda_peak_reset, rss_peak_bytes
 from harness.measure.nfe import CaseTimeout, CountingRHS, Deadline, budget_message
@@ -206,6 +208,15 @@ def solve_kwargs(case: Case, solver: Solver, problem: Any) -> dict[str, Any]:
     return {"n_steps": case.n_steps}
 
 
+def ran_here(row: dict[str, Any], case: Case, worker: str | None = None) -> dict[str, Any]:
+    """Add where the case ran (this process's machine, torch threads, GPU, ``worker``: by
+    default this process's pid); what the row already says (a training case's threads) stays."""
+    for key, value in hardware_fields(case.device).items():
+        row.setdefault(key, value)
+    row.setdefault("worker", worker or f"pid {os.getpid()}")
+    return row
+
+
 def run_case(
     case: Case,
     problems: ProblemCache,
@@ -214,11 +225,17 @@ def run_case(
     seed: int = 0,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run one case and return its result row. Never raises except KeyboardInterrupt.
+    """Run one case and return its result row, with where it ran (:func:`ran_here`). Never
+    raises except KeyboardInterrupt.
 
     ``timeout`` (default: the suite's ``case_timeout``; 0 or None for none) is checked at each
     call of ``f``. A worker process passes 0: its parent keeps the time.
     """
+    return ran_here(_run_case_row(case, problems, suite, seed, timeout), case)
+
+
+def _run_case_row(case: Case, problems: ProblemCache, suite: Suite, seed: int,
+                  timeout: float | None) -> dict[str, Any]:
     started = utc_now()
     t_case = time.perf_counter()
     rss_before = rss_peak_bytes()

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from harness import plugins, registry, signals
+from harness import executors, plugins, registry
 from harness.environment import capture
+from harness.executors import ExecutorName
 from harness.results import (
     SCHEMA_VERSION,
     ResultsWriter,
@@ -36,9 +37,9 @@ from harness.results import (
     write_records,
 )
 from harness.rundir import RunLock
-from harness.runner import CASE_PROGRESS, RECORDS_KEY, ProblemCache, native_loop, run_case, utc_now
+from harness.runner import RECORDS_KEY, native_loop, utc_now
 from harness.suite import Case, Plan, Suite
-from harness.worker import Worker, WorkerConfig, WorkerStartError, fmt_size
+from harness.worker import WorkerConfig, WorkerStartError, fmt_size
 
 
 class Isolation(enum.StrEnum):
@@ -221,10 +222,19 @@ class RunSettings:
     seed: int = 0
     threads: int | None = None
     plugins: tuple[str, ...] = ()
+    executor: ExecutorName = ExecutorName.SERIAL
+    jobs: int | None = None  # process: workers; dask: LocalCluster workers
+    scheduler: str | None = None  # dask: an address or a scheduler file; None: a LocalCluster
+    chunk: int | None = None  # dask: cases per task; None: chosen from the plan and workers
 
     def record(self) -> dict[str, Any]:
         return {"isolate": str(self.isolate), "case_memory_bytes": self.case_memory,
-                "seed": self.seed, "threads": self.threads, "plugins": list(self.plugins)}
+                "seed": self.seed, "threads": self.threads, "plugins": list(self.plugins),
+                "executor": self.executor_record()}
+
+    def executor_record(self) -> dict[str, Any]:
+        return {"name": str(self.executor), "jobs": self.jobs, "scheduler": self.scheduler,
+                "chunk": self.chunk}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], where: str) -> RunSettings:
@@ -239,12 +249,23 @@ class RunSettings:
         _check_type(where, "plugins", plugins, (list,))
         for p in plugins:
             _check_type(where, "a plugin", p, _STR)
+        executor = meta.get("executor") or {"name": "serial"}
+        _check_type(where, "executor", executor, (dict,))
+        if executor.get("name") not in set(ExecutorName):
+            raise RunFolderError(f"{where}: executor is {executor.get('name')!r}, not one of "
+                                 f"{', '.join(ExecutorName)}: the file is damaged; start a new "
+                                 "run")
+        for name in ("jobs", "chunk"):
+            _check_type(where, f"executor {name}", executor.get(name), _INT + _NONE)
+        _check_type(where, "executor scheduler", executor.get("scheduler"), _STR + _NONE)
         return cls(isolate=Isolation(isolate), case_memory=meta.get("case_memory_bytes"),
                    seed=meta.get("seed", 0), threads=meta.get("threads"),
-                   plugins=tuple(plugins))
+                   plugins=tuple(plugins), executor=ExecutorName(executor["name"]),
+                   jobs=executor.get("jobs"), scheduler=executor.get("scheduler"),
+                   chunk=executor.get("chunk"))
 
     def worker_config(self) -> WorkerConfig:
-        return WorkerConfig(plugins=self.plugins, threads=self.threads,
+        return WorkerConfig(discovery=plugins.current(), threads=self.threads,
                             memory_limit=self.case_memory, seed=self.seed)
 
 
@@ -390,57 +411,64 @@ Progress = Callable[[int, int, Case | None, float], None]
 
 
 def execute(run: Run, progress: Progress | None = None) -> Outcome:
-    """Run every planned case of ``run`` that has no row, appending rows as cases end.
+    """Run every planned case of ``run`` that has no row, appending rows as cases end, with the
+    run's executor (:mod:`harness.executors`); each row records the executor.
 
-    A KeyboardInterrupt (Ctrl-C, or SIGTERM through :mod:`harness.signals`) drops the case in
+    A KeyboardInterrupt (Ctrl-C, or SIGTERM through :mod:`harness.signals`) drops the cases in
     flight and returns; the rows written so far are on disk.
     """
     from harness.signals import RunInterrupted
 
     todo = run.todo
-    problems = ProblemCache()
-    worker = Worker(run.settings.worker_config())
     done = 0
     interrupted_by = None
     t0 = time.perf_counter()
-    timeout = run.suite.case_timeout
     error = None
-    with ResultsWriter(run.run_dir) as writer, worker:
-        try:
-            for i, case in enumerate(todo):
-                signals.raise_if_requested()
-                if progress:
-                    progress(i, len(todo), case, time.perf_counter() - t0)
-                budget = run.suite.train_timeout if case.kind == "train" else timeout
-                detail = None
-                if progress is not None and hasattr(progress, "detail"):
-                    detail = progress.detail
-                if isolated(case, run.settings.isolate):
-                    row = worker.run(case, run.suite, budget, progress=detail)
-                else:
-                    CASE_PROGRESS[:] = [detail] if detail is not None else []
-                    row = run_case(case, problems, run.suite, seed=run.settings.seed)
-                try:
-                    records = row.pop(RECORDS_KEY, None)
-                    if records is not None:
-                        row["records_file"] = write_records(run.run_dir, case.case_id, records)
-                    writer.write(row)
-                except OSError as exc:
-                    raise RunFolderError(
-                        f"cannot write {run.run_dir / 'results.jsonl'}: {exc.strerror}; "
-                        f"make room, then continue with: python -m harness run --resume "
-                        f"{run.run_dir}"
-                    ) from None
+    detail = getattr(progress, "detail", None) if progress is not None else None
+    executor: executors.Executor | None = None
+    try:
+        with ResultsWriter(run.run_dir) as writer:
+            executor = executors.make(
+                run.settings.executor, run.settings.worker_config(),
+                lambda case: isolated(case, run.settings.isolate), jobs=run.settings.jobs,
+                scheduler=run.settings.scheduler, chunk=run.settings.chunk,
+                run_id=run.run_dir.name)
+            started = None
+            if progress is not None and executor.started_hook:
+                def started(case: Case) -> None:
+                    progress(done, len(todo), case, time.perf_counter() - t0)
+            for case, row in executor.rows(todo, run.suite, started=started, detail=detail):
+                row["executor"] = str(executor.name)
+                _write(run, writer, case, row)
                 run.done_ids.add(case.case_id)
                 done += 1
-        except KeyboardInterrupt as exc:
-            interrupted_by = exc.name if isinstance(exc, RunInterrupted) else "SIGINT"
-        except WorkerStartError as exc:  # every later isolated case would fail the same way
-            error = f"{exc}; the run stopped (continue with: python -m harness run --resume " \
-                    f"{run.run_dir})"
+                if progress is not None and not executor.started_hook:
+                    progress(done, len(todo), case, time.perf_counter() - t0)
+    except KeyboardInterrupt as exc:
+        interrupted_by = exc.name if isinstance(exc, RunInterrupted) else "SIGINT"
+    except (WorkerStartError, executors.ExecutorError) as exc:
+        # every later case would fail the same way
+        error = f"{exc}; the run stopped (continue with: python -m harness run --resume " \
+                f"{run.run_dir})"
+    finally:
+        if executor is not None:
+            executor.close()
     if progress:
         progress(done, len(todo), None, time.perf_counter() - t0)
     return Outcome(done=done, interrupted_by=interrupted_by, error=error)
+
+
+def _write(run: Run, writer: ResultsWriter, case: Case, row: dict[str, Any]) -> None:
+    try:
+        records = row.pop(RECORDS_KEY, None)
+        if records is not None:
+            row["records_file"] = write_records(run.run_dir, case.case_id, records)
+        writer.write(row)
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot write {run.run_dir / 'results.jsonl'}: {exc.strerror}; make room, then "
+            f"continue with: python -m harness run --resume {run.run_dir}"
+        ) from None
 
 
 def finish(run: Run, outcome: Outcome) -> int:
@@ -458,8 +486,27 @@ def finish(run: Run, outcome: Outcome) -> int:
     return left
 
 
+def record_resume_executor(run: Run) -> None:
+    """Note in meta.json's last resume how it executes the cases (it may differ from the
+    run's first invocation: another cluster, say)."""
+    if run.meta.get("resumes"):
+        run.meta["resumes"][-1]["executor"] = run.settings.executor_record()
+        write_meta(run.run_dir, run.meta)
+
+
 def describe_settings(settings: RunSettings) -> str:
-    parts = [f"isolation {settings.isolate}"]
+    parts = [_executor_text(settings)]
+    if settings.executor is ExecutorName.SERIAL:
+        parts.append(f"isolation {settings.isolate}")
     if settings.case_memory:
         parts.append(f"case memory {fmt_size(settings.case_memory)}")
     return ", ".join(parts)
+
+
+def _executor_text(settings: RunSettings) -> str:
+    if settings.executor is ExecutorName.PROCESS:
+        return f"executor process, {settings.jobs} worker processes"
+    if settings.executor is ExecutorName.DASK:
+        where = settings.scheduler or f"a LocalCluster of {settings.jobs} workers"
+        return f"executor dask at {where}"
+    return "executor serial"

@@ -27,11 +27,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from harness import registry
 from harness.measure.nfe import budget_message
+from harness.plugins import Discovery
 from harness.suite import Case, Suite
 from solvers.base import Status
 
@@ -51,7 +53,7 @@ class WorkerStartError(RuntimeError):
 class Msg(enum.StrEnum):
     """What a worker sends the run: ``(Msg, payload)``."""
 
-    READY = "ready"  # set up; payload None
+    READY = "ready"  # set up; payload: the worker's registry snapshot
     SETUP_FAILED = "setup_failed"  # payload: the error's message
     ROW = "row"  # payload: a case's result row
     PROGRESS = "progress"  # payload: how far the case has got, e.g. "iteration 40/300"
@@ -119,7 +121,7 @@ def death_message(exitcode: int | None, memory_limit: int | None) -> str:
 class WorkerConfig:
     """What every worker of a run is set up with."""
 
-    plugins: tuple[str, ...] = ()
+    discovery: Discovery = field(default_factory=Discovery)  # the registry to rebuild
     threads: int | None = None
     memory_limit: int | None = None  # bytes of RLIMIT_DATA, None for no limit
     seed: int = 0
@@ -154,8 +156,11 @@ class Worker:
             with contextlib.suppress(EOFError, OSError):
                 kind, payload = parent.recv()
         if kind == Msg.READY:
-            return
-        if kind != Msg.SETUP_FAILED:
+            differs = registry.snapshot_difference(registry.snapshot(), payload)
+            if not differs:
+                return
+            payload = f"its registry differs from the run's ({differs})"
+        elif kind != Msg.SETUP_FAILED:
             proc.join(5)
             payload = (death_message(proc.exitcode, self.config.memory_limit) if ready else
                        f"it was not ready after {_START_TIMEOUT_S:g} s")

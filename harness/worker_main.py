@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 
 import torch
 
-from harness import plugins
+from harness import plugins, registry
 from harness.runner import CASE_PROGRESS, ProblemCache, _message, run_case
 from harness.worker import Msg, WorkerConfig, die_with_run
 
@@ -20,7 +20,7 @@ plugins.load_defaults()
 
 
 def serve(conn: Connection, config: WorkerConfig) -> None:
-    """Load the run's plugins, apply its thread count and memory limit, then answer each
+    """Rebuild the run's registry, apply its thread count and memory limit, then answer each
     ``(case, suite)`` with ``(Msg.ROW, row)`` until ``None`` or the pipe closes."""
     # Ctrl-C and SIGTERM reach the whole process group: the run handles them, and kills us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -31,12 +31,11 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
             resource.setrlimit(resource.RLIMIT_DATA, (config.memory_limit, config.memory_limit))
         if config.threads:
             torch.set_num_threads(config.threads)
-        for warning in plugins.discover(list(config.plugins)):
-            del warning  # the run's process has shown these already
+        plugins.rebuild(config.discovery)  # its warnings: the run's process showed them
     except BaseException as exc:  # noqa: BLE001 - reported to the run, which stops
         conn.send((Msg.SETUP_FAILED, _message(exc)))
         return
-    conn.send((Msg.READY, None))
+    conn.send((Msg.READY, registry.snapshot()))
     problems = ProblemCache()
     CASE_PROGRESS.append(lambda text: conn.send((Msg.PROGRESS, text)))
     while True:

@@ -50,6 +50,12 @@ from reports.figures import convergence_svg, series_styles, work_precision_svg
 from reports.gradient_section import gradients_section
 from reports.gradients import gradient_rows, solve_rows
 from reports.markup import Markup, esc, join, slug, tag
+from reports.placement import (
+    executor_counts,
+    hardware_counts,
+    hardware_varies,
+    untrusted_timing_text,
+)
 from reports.summary import add_series, ok_rows
 from reports.tables import (
     Cell,
@@ -144,7 +150,7 @@ def _render(meta: Mapping[str, Any], df: pd.DataFrame, fallback_id: str,
         gradients_section(df, ctx.figure_prefix),
         training_section(df, ctx.figure_prefix, run_dir, meta.get("tasks")),
         env.get_template("failures.html.j2").render(f=_failures(df)),
-        env.get_template("environment.html.j2").render(e=_environment(meta, ctx.timing)),
+        env.get_template("environment.html.j2").render(e=_environment(meta, ctx)),
         env.get_template("schema.html.j2").render(columns=COLUMNS),
     ]
     page = env.get_template("report.html.j2").render(
@@ -304,6 +310,9 @@ class _Context:
         self.curves, self.curves_note = _attempt(lambda: fnd.curves(df) if len(df) else [])
         # how time was measured: one statement, in the overview and the environment alike
         self.timing = timing_statement(meta, all_rows)
+        # ... and, where some cases ran beside others, that their times are not trusted
+        self.untrusted = untrusted_timing_text(all_rows)
+        self.machines = hardware_counts(all_rows) if hardware_varies(all_rows) else {}
         self.wrong = _no_correct_digits(df)
 
     def figure_prefix(self) -> str:
@@ -436,6 +445,8 @@ class _Overview:
     timing: str
     error_text: str = fnd.ERROR_TEXT
     notes: list[str] = field(default_factory=list)
+    untrusted: str | None = None  # the timings of process/dask executors are not trusted
+    per_machine: str | None = None  # the rows span several hardware labels
 
 
 def _values(df: pd.DataFrame, column: str) -> list[str]:
@@ -548,7 +559,9 @@ def _overview(ctx: _Context) -> _Overview:
             f, _best_text(f.by_time, f.ranking, "time_ratio_gmean", "time",
                           getattr(f, "robust", None)),
             _best_text(f.by_nfe, f.ranking, "nfe_ratio_gmean", "NFE"), rank_table(f),
-            f"rank-{slug(f.family) or 'family'}-{slug(f'{f.digits:g}')}"))
+            "-".join(["rank", slug(f.family) or "family",
+                      *([slug(f.hardware) or "hardware"] if f.hardware else []),
+                      slug(f"{f.digits:g}")])))
     grad_lines = [_gradient_line(g) for g in all_findings.gradients] if all_findings else []
     train_lines = [t.text for t in all_findings.training] if all_findings else []
     return _Overview(
@@ -558,6 +571,11 @@ def _overview(ctx: _Context) -> _Overview:
         levels=fnd.DIGIT_LEVELS, solvers=solvers_table(ctx.df, ctx.solvers_meta),
         timing=ctx.timing,
         notes=[note] if note and len(rows) and not len(df) else [],
+        untrusted=ctx.untrusted,
+        per_machine=(f"The cases ran on {len(ctx.machines)} machines (see Environment): a "
+                     "solver on two machines is two series, and solvers are ranked per "
+                     "machine; no time is compared across machines."
+                     if ctx.machines else None),
     )
 
 
@@ -834,7 +852,10 @@ def _failures(df: pd.DataFrame) -> dict[str, Any]:
 # --- environment ---------------------------------------------------------------------------
 
 
-def _environment(meta: Mapping[str, Any], timing: str) -> dict[str, Any]:
+def _environment(meta: Mapping[str, Any], ctx: _Context) -> dict[str, Any]:
+    executors = executor_counts(ctx.all_rows) if ctx.untrusted else {}
     return {"pairs": environment_pairs(meta), "command": fmt.text(meta.get("command")),
-            "timing": timing,
+            "timing": ctx.timing, "untrusted": ctx.untrusted,
+            "executors": [(f"{k} executor", f"{n} row(s)") for k, n in executors.items()],
+            "machines": [(k, f"{n} row(s)") for k, n in ctx.machines.items()],
             "settings": [(k, f"{v}: {what}") for k, v, what in fmt.timing_settings(meta)]}

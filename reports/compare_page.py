@@ -20,6 +20,8 @@ from harness.compare import (
     STATS_RULE,
     Comparison,
     Mark,
+    executor_warning,
+    hardware_warning,
     machine,
     machine_warning,
     nothing_matched_line,
@@ -57,6 +59,7 @@ def _rows(comp: Comparison) -> list[dict]:
             "samples": (f"{t.n_a} / {t.n_b}" if t.source == "time_samples_s"
                         else f"none ({t.source})") if t else fmt.MISSING,
             "test": t.significance.why if t else "",
+            "untimed": c.untimed,
             "figures": [{"text": f.describe(), "worse": f.worse} for f in c.figures],
             "regression": c.regression,
         })
@@ -72,6 +75,8 @@ def render(comp: Comparison) -> str:
         title=f"odebench compare: {comp.run_id_a} vs {comp.run_id_b}",
         css=Markup(css),  # the project's own stylesheet, not data from a run
         warning=machine_warning(comp),
+        executor_warning=executor_warning(comp),
+        hardware_warning=hardware_warning(comp),
         summary=summary_line(comp),
         rows=_rows(comp),
         marks=[(str(m), text) for m, text in MARK_MEANINGS.items()],

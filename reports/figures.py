@@ -9,7 +9,8 @@ unreferenced ids dropped and coordinates rounded to 0.1 pt, which keeps each fig
 
 Also here: the style of each series (:func:`series_styles`), one tick-label style for log
 axes (:func:`tidy_log_axis`) and the figures of plain solves: work-precision, tolerance
-proportionality and convergence, small multiples where device, dtype or batch vary.
+proportionality and convergence, small multiples where device, dtype, batch or hardware
+vary.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from matplotlib.ticker import Formatter, LogLocator
 
 from reports.convergence import PRE_ASYMPTOTIC_MAX, OrderFit, loglog_line, roundoff_floor
 from reports.markup import Markup, esc
+from reports.placement import UNRECORDED_HARDWARE, hardware_labels
 
 RC = {
     "svg.fonttype": "none",
@@ -326,7 +328,10 @@ ERROR_LABEL = "relative error at the end point"
 NFE_LABEL = "function evaluations (NFE)"
 TIME_LABEL = "median wall time of one solve [s]"
 RTOL_LABEL = "requested relative tolerance (rtol)"
-FACET_COLUMNS = ("device", "dtype", "batch")
+FACET_COLUMNS = ("device", "dtype", "batch", "hardware")
+"""What the panels of a figure split by, where it varies; ``hardware`` only where the rows
+carry more than one label (a row without one is on the run's machine), so that times
+measured on two machines are never drawn on one axis."""
 
 
 def end_point_error(rows: pd.DataFrame) -> pd.Series:
@@ -392,14 +397,26 @@ def _integer_text(value: object) -> str:
     return str(int(f)) if f.is_integer() else str(value)
 
 
+def _facet_values(rows: pd.DataFrame, column: str) -> pd.Series:
+    if column == "hardware":
+        return hardware_labels(rows)
+    return rows[column].astype("string")
+
+
+def _varies(rows: pd.DataFrame, column: str) -> bool:
+    if column not in rows:
+        return False
+    return _facet_values(rows, column).nunique(dropna=column == "hardware") > 1
+
+
 def facets(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``(title, rows)`` per combination of the device, dtype and batch values that vary in
-    ``rows`` (``"float32, batch 16"``); one untitled facet when none varies."""
-    varying = [c for c in FACET_COLUMNS
-               if c in rows and rows[c].astype("string").nunique(dropna=False) > 1]
+    """``(title, rows)`` per combination of the device, dtype, batch and hardware values
+    that vary in ``rows`` (``"float32, batch 16"``); one untitled facet when none varies."""
+    varying = [c for c in FACET_COLUMNS if _varies(rows, c)]
     if not varying or rows.empty:
         return [("", rows)]
-    keys = rows[varying].astype("string").fillna("?")
+    keys = pd.DataFrame({c: _facet_values(rows, c).fillna(
+        UNRECORDED_HARDWARE if c == "hardware" else "?") for c in varying}, index=rows.index)
     out = []
     groups = keys.groupby(varying if len(varying) > 1 else varying[0], sort=False).groups
     for values in sorted(groups, key=lambda v: [_facet_sort(x) for x in

@@ -175,6 +175,8 @@ class TrainingFinding:
 @dataclass
 class Findings:
     solve: list[FamilyFinding] = field(default_factory=list)
+    # by problem; where the run spans several hardware labels, by "problem on hardware" (a
+    # time front across machines would compare their times)
     fronts: dict[str, list[FrontPiece]] = field(default_factory=dict)
     gradients: list[GradientFinding] = field(default_factory=list)
     training: list[TrainingFinding] = field(default_factory=list)
@@ -419,8 +421,9 @@ def rank_key(rank: FamilyRank, by: str) -> tuple:
 
 def _family_text(fam: str, level: float, by_time: FamilyRank | None,
                  by_nfe: FamilyRank | None, ranking: Sequence[FamilyRank],
-                 n_family: int, robust: FamilyRank | None = None) -> str:
-    head = f"{fam.capitalize()} problems, {level:g} digits: "
+                 n_family: int, robust: FamilyRank | None = None, hardware: str = "") -> str:
+    on = f" on {hardware}" if hardware else ""
+    head = f"{fam.capitalize()} problems{on}, {level:g} digits: "
     if by_time is None:
         return head + f"no solver reached this accuracy on any of the {n_family} problem(s)."
     text = (head + f"pick {by_time.series} (reached it on {by_time.n_reached} of "
@@ -461,29 +464,39 @@ def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
     gets there everywhere. ``by_time`` is None where no problem of the
     family reached the level. ``curves_of_df``: :func:`curves` of ``df`` where the caller has
     it already (computed here otherwise).
+
+    Where the solves carry more than one hardware label, the findings are per family,
+    hardware (``hardware``, in label order) and level, each ranking only the series that ran
+    on that hardware, over the family's problems that ran there: no time is compared across
+    machines.
     """
     by_problem: dict[str, list[Curve]] = {}
     for c in curves(df) if curves_of_df is None else curves_of_df:
         by_problem.setdefault(c.problem, []).append(c)
     solves = _solves(df)
     problems = sorted(set(_text(solves, "problem", "unknown"))) if len(solves) else []
-    series_of: dict[str, set[str]] = {}
+    series_of: dict[tuple[str, str], set[str]] = {}  # (problem, hardware): its series
     if len(solves):
         labelled = _labelled(solves)
-        for p, s in zip(_text(labelled, "problem", "unknown"), _text(labelled, "series",
-                                                                       "unknown"), strict=True):
-            series_of.setdefault(p, set()).add(s)
+        for p, s, hw in zip(_text(labelled, "problem", "unknown"),
+                            _text(labelled, "series", "unknown"), hardware_of(labelled),
+                            strict=True):
+            series_of.setdefault((p, hw), set()).add(s)
+    machines = sorted({hw for _, hw in series_of}) or [""]
     fams: dict[str, list[str]] = {}
     for p in problems:
         fams.setdefault(_problem_family(problems_meta, p), []).append(p)
     order = list(FAMILIES) + sorted(set(fams) - set(FAMILIES))
     out: list[FamilyFinding] = []
-    for fam in order:
-        if fam not in fams:
+    for fam, hw in ((f, hw) for f in order if f in fams for hw in machines):
+        fam_problems = [p for p in fams[fam] if (p, hw) in series_of or len(machines) == 1]
+        if not fam_problems:
             continue
-        fam_problems = fams[fam]
-        standings = {p: problem_standings(by_problem.get(p, []), levels) for p in fam_problems}
-        all_series = sorted(set().union(*(series_of.get(p, set()) for p in fam_problems)))
+        standings = {p: problem_standings([c for c in by_problem.get(p, [])
+                                           if c.hardware == hw], levels)
+                     for p in fam_problems}
+        all_series = sorted(set().union(*(series_of.get((p, hw), set())
+                                          for p in fam_problems)))
         for level in levels:
             level = float(level)
             counted = [p for p in fam_problems
@@ -510,9 +523,9 @@ def family_findings(df: pd.DataFrame, problems_meta: Mapping[str, Any],
                                  key=lambda r: rank_key(r, "time"))
             out.append(FamilyFinding(
                 family=fam, digits=level, problems=tuple(fam_problems), by_time=by_time,
-                by_nfe=by_nfe, ranking=ranking, robust=robust,
+                by_nfe=by_nfe, ranking=ranking, robust=robust, hardware=hw,
                 text=_family_text(fam, level, by_time, by_nfe, ranking, len(fam_problems),
-                                  robust)))
+                                  robust, hw)))
     return out
 
 
@@ -753,7 +766,9 @@ def findings(df: pd.DataFrame, meta: Mapping[str, Any],
         if fit is not None:
             out.tolerance_fits.setdefault(c.problem, []).append(fit)
     for p, cs in by_problem.items():
-        out.fronts[p] = pareto_front(cs, "time")
+        for hw in sorted({c.hardware for c in cs}):
+            key = f"{p} on {hw}" if hw else p
+            out.fronts[key] = pareto_front([c for c in cs if c.hardware == hw], "time")
         out.fronts_nfe[p] = pareto_front(cs, "nfe")
     out.gradients = gradient_findings(df)
     out.training = training_findings(df)
