@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports.placement import SERIAL, UNTRUSTED_WHY, counts_text, untrusted_counts
+from reports.placement import SERIAL, counts_text, untrusted_counts
 
 DEFAULT_FACTOR = 1.1
 P_THRESHOLD = 0.002  # asv's threshold for the Mann-Whitney U test
@@ -648,8 +648,9 @@ def executor_warning(comp: Comparison) -> str | None:
         return None
     sides = "; ".join(f"{side} has {counts_text(counts)}" for side, counts in
                       (("A", comp.untrusted_a), ("B", comp.untrusted_b)) if counts)
-    return (f"WARNING: timings not trusted for comparison: {sides}. Those cases "
-            f"{UNTRUSTED_WHY}: {_then(comp, _EXECUTOR)}")
+    return (f"WARNING: timings not trusted for comparison: {sides}, which ran beside other "
+            "cases, contending for cores and memory bandwidth (only serial timings are "
+            f"trusted): {_then(comp, _EXECUTOR)}")
 
 
 def hardware_warning(comp: Comparison) -> str | None:

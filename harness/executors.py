@@ -184,9 +184,8 @@ class ProcessExecutor(Executor):
 
 # ------------------------------------------------------------------------------------ dask
 
-# A Dask worker process's state: the registries it rebuilt, and one problem cache per run's
-# registry (problems and reference gradients are built once per worker).
-_REBUILT: set[str] = set()
+# A Dask worker process's problem cache, one per run's registry (problems and reference
+# gradients are built once per worker).
 _PROBLEMS: dict[str, ProblemCache] = {}
 
 
@@ -200,11 +199,9 @@ def _worker_address() -> str:
 
 
 def worker_setup(discovery: plugins.Discovery) -> dict[str, Any]:
-    """On a Dask worker: rebuild the run's registry (once per worker and registry) and return
-    its snapshot, for the run to compare with its own."""
-    if discovery.key not in _REBUILT:
-        plugins.rebuild(discovery)
-        _REBUILT.add(discovery.key)
+    """On a Dask worker: hold the run's registry (:func:`harness.plugins.rebuild`, a no-op
+    when it holds it already) and return its snapshot, for the run to compare with its own."""
+    plugins.rebuild(discovery)
     return registry.snapshot()
 
 
@@ -279,9 +276,9 @@ class DaskExecutor(Executor):
                     silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
             elif os.path.isfile(scheduler):
-                self.client = Client(scheduler_file=scheduler, timeout="30s")
+                self.client = Client(scheduler_file=scheduler, timeout="10s")
             else:
-                self.client = Client(scheduler, timeout="30s")
+                self.client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError, ValueError) as exc:
             self.close()
             where = scheduler or "a LocalCluster"

@@ -36,6 +36,8 @@ from harness.registry import (
     PluginError,
     RegistryError,
     attributed_to,
+    restore,
+    save,
 )
 
 DEFAULT_MODULES: tuple[str, ...] = ("solvers.builtin", "problems.builtin", "training.builtin")
@@ -223,14 +225,32 @@ def current() -> Discovery:
                      entry_points=_entry_points_loaded, plugins=tuple(_loaded))
 
 
+_base: tuple[dict, ...] | None = None  # the registries before any plugin (a worker's)
+_rebuilt_for: str | None = None  # the key of the discovery the registries hold now
+
+
 def rebuild(discovery: Discovery) -> list[str]:
-    """Fill this process's registry as ``discovery`` says (what it already holds is kept;
-    loading the same thing twice is a no-op). Returns the entry points' warnings."""
+    """Fill this process's registry as ``discovery`` says: the built-ins and entry points,
+    then exactly its plugins (those another run loaded here before are dropped first, so a
+    long-lived worker that serves several runs holds each run's registry in turn). A no-op
+    when it holds this discovery's already. Returns the entry points' warnings."""
+    global _base, _rebuilt_for
+    if discovery.key == _rebuilt_for:
+        return []
     load_defaults(discovery.modules)
     warnings = load_entry_points() if discovery.entry_points else []
+    if _base is None:
+        _base = save()
+    else:
+        restore(_base)
+    _loaded_plugins.clear()
+    _loaded.clear()
+    _rebuilt_for = None
     for plugin in discovery.plugins:
         if isinstance(plugin, PluginFile):
             _load_shipped(plugin)
         else:
+            sys.modules.pop(plugin, None)  # imported for another run: register again
             load_plugin(plugin)
+    _rebuilt_for = discovery.key
     return warnings

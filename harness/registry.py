@@ -89,6 +89,20 @@ def unknown_message(
     return f"unknown {kind}{plural} {names}; {choices}"
 
 
+def save() -> tuple[dict, ...]:
+    """The registries' contents, to :func:`restore` later (a worker that serves several runs
+    goes back to its built-ins before it loads the next run's plugins)."""
+    return (dict(SOLVERS._entries), dict(PROBLEMS._entries), dict(TASKS._entries),
+            dict(UNAVAILABLE))
+
+
+def restore(saved: tuple[dict, ...]) -> None:
+    for target, entries in zip((SOLVERS._entries, PROBLEMS._entries, TASKS._entries,
+                                UNAVAILABLE), saved, strict=True):
+        target.clear()
+        target.update(entries)
+
+
 def snapshot() -> dict[str, list[tuple[str, str]]]:
     """What the registries hold, as data: for each kind, each (name, source), sorted by name;
     and what is unavailable. Two processes that discovered the same plugins give equal

@@ -138,6 +138,7 @@ class Worker:
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._proc: Any = None
         self._conn: Connection | None = None
+        self.registry: dict[str, Any] | None = None  # the last worker's registry snapshot
 
     def _start(self) -> None:
         from harness import worker_main
@@ -156,6 +157,7 @@ class Worker:
             with contextlib.suppress(EOFError, OSError):
                 kind, payload = parent.recv()
         if kind == Msg.READY:
+            self.registry = payload
             differs = registry.snapshot_difference(registry.snapshot(), payload)
             if not differs:
                 return

@@ -312,7 +312,9 @@ class _Context:
         self.timing = timing_statement(meta, all_rows)
         # ... and, where some cases ran beside others, that their times are not trusted
         self.untrusted = untrusted_timing_text(all_rows)
-        self.machines = hardware_counts(all_rows) if hardware_varies(all_rows) else {}
+        counts = hardware_counts(all_rows)
+        self.machines = counts if len(counts) > 1 else {}  # hardware labels: rows
+        self.per_machine = hardware_varies(all_rows)  # several machines, ranked apart
         self.wrong = _no_correct_digits(df)
 
     def figure_prefix(self) -> str:
@@ -572,10 +574,9 @@ def _overview(ctx: _Context) -> _Overview:
         timing=ctx.timing,
         notes=[note] if note and len(rows) and not len(df) else [],
         untrusted=ctx.untrusted,
-        per_machine=(f"The cases ran on {len(ctx.machines)} machines (see Environment): a "
-                     "solver on two machines is two series, and solvers are ranked per "
-                     "machine; no time is compared across machines."
-                     if ctx.machines else None),
+        per_machine=("The cases ran on several machines (see Environment): a solver on "
+                     "two machines is two series, and solvers are ranked per machine; no "
+                     "time is compared across machines." if ctx.per_machine else None),
     )
 
 

@@ -35,7 +35,7 @@ from matplotlib.ticker import Formatter, LogLocator
 
 from reports.convergence import PRE_ASYMPTOTIC_MAX, OrderFit, loglog_line, roundoff_floor
 from reports.markup import Markup, esc
-from reports.placement import UNRECORDED_HARDWARE, hardware_labels
+from reports.placement import UNRECORDED_HARDWARE, machine_labels
 
 RC = {
     "svg.fonttype": "none",
@@ -329,9 +329,10 @@ NFE_LABEL = "function evaluations (NFE)"
 TIME_LABEL = "median wall time of one solve [s]"
 RTOL_LABEL = "requested relative tolerance (rtol)"
 FACET_COLUMNS = ("device", "dtype", "batch", "hardware")
-"""What the panels of a figure split by, where it varies; ``hardware`` only where the rows
-carry more than one label (a row without one is on the run's machine), so that times
-measured on two machines are never drawn on one axis."""
+"""What the panels of a figure split by, where it varies; ``hardware`` by machine
+(:func:`reports.placement.machine_labels`: the label without a GPU, which ``device`` tells
+apart) and only where the rows carry more than one (a row without one is on the run's
+machine), so that times measured on two machines are never drawn on one axis."""
 
 
 def end_point_error(rows: pd.DataFrame) -> pd.Series:
@@ -343,7 +344,7 @@ def end_point_error(rows: pd.DataFrame) -> pd.Series:
 
 
 DRAWN_COLUMNS = ("problem", "series", "solver", "scd", "nfe", "time_median_s", "time_iqr_s",
-                 "rtol", "atol", "n_steps_requested", *FACET_COLUMNS)
+                 "rtol", "atol", "n_steps_requested", *FACET_COLUMNS, "gpu_name")
 """The columns the solve figures read: the rest of a case's row is left behind, so that
 sorting and splitting the rows moves a few columns, not sixty."""
 _NUMERIC = ("nfe", "time_median_s", "time_iqr_s")  # converted to floats once, in with_error
@@ -399,7 +400,7 @@ def _integer_text(value: object) -> str:
 
 def _facet_values(rows: pd.DataFrame, column: str) -> pd.Series:
     if column == "hardware":
-        return hardware_labels(rows)
+        return machine_labels(rows)
     return rows[column].astype("string")
 
 

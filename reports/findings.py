@@ -422,8 +422,8 @@ def rank_key(rank: FamilyRank, by: str) -> tuple:
 def _family_text(fam: str, level: float, by_time: FamilyRank | None,
                  by_nfe: FamilyRank | None, ranking: Sequence[FamilyRank],
                  n_family: int, robust: FamilyRank | None = None, hardware: str = "") -> str:
-    on = f" on {hardware}" if hardware else ""
-    head = f"{fam.capitalize()} problems{on}, {level:g} digits: "
+    on = f" (on {hardware})" if hardware else ""
+    head = f"{fam.capitalize()} problems, {level:g} digits{on}: "
     if by_time is None:
         return head + f"no solver reached this accuracy on any of the {n_family} problem(s)."
     text = (head + f"pick {by_time.series} (reached it on {by_time.n_reached} of "

@@ -7,8 +7,12 @@ Two facts decide whether two timings may be compared (harness/results.py, ``exec
   beside one another, contending for cores and memory bandwidth, so their timings are not
   trusted for comparison. A row without an executor (a run written before executors) is
   serial.
-- Rows with different ``hardware`` labels were timed on different machines. A run written
-  before the column has none: it is one machine, the one its meta.json describes.
+- Rows with different ``hardware`` labels were timed on different hardware. A run written
+  before the column has none: it is one machine, the one its meta.json describes. A CUDA
+  case's label adds its GPU to the machine's (``node7: AMD EPYC 7B13, 16 cores, NVIDIA
+  H100``); the report tells machines apart by the label without it (:func:`machine_labels`),
+  as the ``device`` already tells a GPU case from a CPU one and comparing the two on one
+  machine is what a run with both is for.
 
 Pure pandas; the report (:mod:`reports.build`, :mod:`reports.findings`,
 :mod:`reports.figures`) and ``compare`` (:mod:`harness.compare`) share these rules.
@@ -79,19 +83,35 @@ def hardware_labels(df: pd.DataFrame) -> pd.Series:
     return _strings(df, "hardware")
 
 
+def machine_labels(df: pd.DataFrame) -> pd.Series:
+    """Each row's machine: its hardware label without the GPU the label ends with (the
+    row's ``gpu_name``); NA where the row has no label."""
+    labels = hardware_labels(df)
+    gpu = _strings(df, "gpu_name")
+    both = (labels.notna() & gpu.notna()).to_numpy()
+    if not both.any():
+        return labels
+    out = labels.astype(object).to_numpy(copy=True)
+    for i in both.nonzero()[0]:
+        suffix = f", {gpu.iat[i]}"
+        if out[i].endswith(suffix):
+            out[i] = out[i][: -len(suffix)]
+    return pd.Series(out, index=labels.index, dtype="string")
+
+
 def hardware_varies(df: pd.DataFrame) -> bool:
-    """Whether the rows carry more than one distinct hardware label (rows without one are
-    on the run's machine, not another)."""
-    return bool(hardware_labels(df).nunique(dropna=True) > 1)
+    """Whether the rows ran on more than one machine (:func:`machine_labels`; rows without
+    a label are on the run's machine, not another)."""
+    return bool(machine_labels(df).nunique(dropna=True) > 1)
 
 
 def hardware_of(df: pd.DataFrame) -> pd.Series:
-    """Each row's hardware where the run spans several (:data:`UNRECORDED_HARDWARE` for a
+    """Each row's machine where the run spans several (:data:`UNRECORDED_HARDWARE` for a
     row without a label); ``""`` for every row where it spans one, so nothing changes for
     the usual run."""
     if df is None or len(df) == 0 or not hardware_varies(df):
         return pd.Series("", index=getattr(df, "index", pd.RangeIndex(0)), dtype=object)
-    return hardware_labels(df).fillna(UNRECORDED_HARDWARE).astype(object)
+    return machine_labels(df).fillna(UNRECORDED_HARDWARE).astype(object)
 
 
 def hardware_counts(df: pd.DataFrame) -> dict[str, int]:

@@ -540,3 +540,73 @@ def test_tied_small_samples_use_an_exact_p_value():
     sig = significance([1.0] * 4 + [1.01] * 5, [2.0] * 3 + [2.1] * 2)
     assert sig.test == "mann-whitney" and sig.significant
     assert sig.p_value == pytest.approx(2 / 2002)
+
+
+# ------------------------------------------------------------------------------ executors, hardware
+
+
+def test_dask_rows_are_warned_about_and_their_times_not_compared(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("s", [1.0] * 8), _row("t", [1.0] * 8)])
+    b = _write_run(tmp_path / "b", [_row("s", [2.0] * 8, executor="dask"),
+                                    _row("t", [1.0] * 8, executor="dask")])
+    code, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--fail-on", "regression")
+    (warning,) = [x for x in lines if x.startswith("WARNING")]
+    assert "timings not trusted for comparison: B has 2 row(s) from the dask executor" in warning
+    assert "contending for cores and memory bandwidth" in warning
+    assert "the times of 2 such matched case(s) are NOT compared" in warning
+    assert _line_of(lines, "s")[0] == " " and "B ran it on the dask executor" in _line_of(
+        lines, "s")
+    assert code == 0  # twice as slow, but timed beside other cases: not a regression
+    html = (tmp_path / "compare.html").read_text()
+    assert 'id="executor-warning"' in html and "B has 2 row(s) from the dask executor" in html
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path, "--times")
+    assert _line_of(lines, "s")[0] == "+"
+    assert any("compared anyway (--times)" in x for x in lines if x.startswith("WARNING"))
+
+
+def test_executors_of_both_runs_are_named_with_their_counts(tmp_path):
+    from harness.compare import executor_warning
+
+    a = _write_run(tmp_path / "a", [_row("s", [1.0] * 8, executor="process"),
+                                    _row("t", [1.0] * 8)])
+    b = _write_run(tmp_path / "b", [_row("s", [1.0] * 8, executor="dask"),
+                                    _row("t", [1.0] * 8, executor="process")])
+    comp, _ = compare_runs(a, b)
+    assert comp.untrusted_a == {"process": 1}
+    assert comp.untrusted_b == {"dask": 1, "process": 1}
+    text = executor_warning(comp)
+    assert ("A has 1 row(s) from the process executor; B has 1 row(s) from the dask executor "
+            "and 1 from the process executor") in text
+    assert [c.time is None for c in comp.cases] == [True, True]
+
+
+def test_cases_on_different_hardware_are_warned_about(capsys, tmp_path):
+    a = _write_run(tmp_path / "a", [_row("s", [1.0] * 8, hardware="n1: CPU A, 4 cores"),
+                                    _row("t", [1.0] * 8, hardware="n1: CPU A, 4 cores")])
+    b = _write_run(tmp_path / "b", [_row("s", [2.0] * 8, hardware="n2: CPU B, 8 cores"),
+                                    _row("t", [2.0] * 8, hardware="n1: CPU A, 4 cores")])
+    comp, _ = compare_runs(a, b)
+    assert comp.hardware_pairs == {("n1: CPU A, 4 cores", "n2: CPU B, 8 cores"): 1}
+    _, lines, _ = _compare(capsys, a, b, "--out", tmp_path)
+    (warning,) = [x for x in lines if x.startswith("WARNING")]
+    assert "1 matched case(s) ran on different hardware" in warning
+    assert "'n1: CPU A, 4 cores' in A vs 'n2: CPU B, 8 cores' in B" in warning
+    assert _line_of(lines, "s")[0] == " "  # across machines: not compared
+    assert _line_of(lines, "t")[0] == "+"  # one machine: compared as ever
+    html = (tmp_path / "compare.html").read_text()
+    assert 'id="hardware-warning"' in html and "ran on different hardware" in html
+
+
+def test_runs_without_executor_or_hardware_get_no_new_warning(capsys, tmp_path):
+    _, lines, _ = _compare(capsys, RUN_A, RUN_B, "--out", tmp_path)
+    assert not any(x.startswith("WARNING") for x in lines)
+    assert "time not compared" not in "\n".join(lines)
+    html = (tmp_path / "compare.html").read_text()
+    assert 'id="executor-warning"' not in html and 'id="hardware-warning"' not in html
+    serial = [_row("s", [1.0] * 8, executor="serial", hardware="n1"), _row("t", [1.0] * 8)]
+    a = _write_run(tmp_path / "a", serial)
+    b = _write_run(tmp_path / "b", [_row("s", [2.0] * 8, executor="serial", hardware="n1"),
+                                    _row("t", [2.0] * 8)])
+    comp, _ = compare_runs(a, b)
+    assert not comp.untrusted_a and not comp.untrusted_b and not comp.hardware_pairs
+    assert [c.mark for c in comp.cases] == [Mark.WORSE, Mark.WORSE]
