@@ -544,6 +544,7 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
         tasks=args.tasks,
         iterations=args.iterations,
         train_threads=args.threads,
+        threads=args.threads,
     )
 
 

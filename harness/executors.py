@@ -211,19 +211,14 @@ class ChunkSettings:
 
     discovery: plugins.Discovery
     seed: int
-    threads: int | None
 
 
 def run_chunk(cases: list[Case], suite: Suite, settings: ChunkSettings) -> list[dict[str, Any]]:
     """A Dask task: run ``cases`` one after another in this worker process; their rows.
 
-    The torch threads are the run's ``--threads`` where it set them, else what the worker has
-    (1: the nanny sets ``OMP_NUM_THREADS=1``); each row records what it really used."""
-    import torch
-
+    The torch threads are the suite's ``threads`` (``--threads``) where it sets them, else what
+    the worker has (1: the nanny sets ``OMP_NUM_THREADS=1``); each row records what it used."""
     worker_setup(settings.discovery)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     problems = _PROBLEMS.setdefault(settings.discovery.key, ProblemCache())
     where = _worker_address()
     rows = []
@@ -284,7 +279,7 @@ class DaskExecutor(Executor):
             where = scheduler or "a LocalCluster"
             raise ExecutorError(f"--executor dask: cannot reach {where}: "
                                 f"{type(exc).__name__}: {exc}") from None
-        self.settings = ChunkSettings(config.discovery, config.seed, config.threads)
+        self.settings = ChunkSettings(config.discovery, config.seed)
         self._futures: list[Any] = []
         self._check_workers()
 

@@ -16,6 +16,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
@@ -23,7 +24,7 @@ import statistics
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,9 @@ def _run_case_row(case: Case, problems: ProblemCache, suite: Suite, seed: int,
         if case.kind == "train":
             row = _run_train_case(case, suite, deadline, seed)
         else:
-            row = _run_case(case, problems, suite, deadline)
+            with _threads(suite.threads):
+                row = _run_case(case, problems, suite, deadline)
+                row["torch_threads"] = torch.get_num_threads()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a case must not end the run (SystemExit too)
@@ -271,6 +274,20 @@ def _run_case_row(case: Case, problems: ProblemCache, suite: Suite, seed: int,
         return error_row(case, Status.TIMEOUT, budget_message(budget), started, row["wall_s"])
     row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
     return row
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside (none changed for None), restored after."""
+    before = torch.get_num_threads()
+    if not n or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # Where a training case reports how far it has got ("iteration 40/300"): the progress bar of

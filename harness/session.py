@@ -405,6 +405,14 @@ class Outcome:
     done: int  # cases run in this invocation
     interrupted_by: str | None  # the signal's name, if a signal stopped it
     error: str | None = None  # why the run stopped early, other than a signal
+    startup_s: float = 0.0  # setting the executor up (a LocalCluster's start, say)
+    elapsed_s: float = 0.0  # the whole execution, setup included
+
+    def record(self, executor: str) -> dict[str, Any]:
+        """meta.json's ``execution``: how long this invocation's executor took (cases per
+        second and the overhead per case follow from it and the rows' ``wall_s``)."""
+        return {"executor": executor, "cases": self.done, "startup_s": round(self.startup_s, 4),
+                "elapsed_s": round(self.elapsed_s, 4)}
 
 
 Progress = Callable[[int, int, Case | None, float], None]
@@ -424,6 +432,7 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
     interrupted_by = None
     t0 = time.perf_counter()
     error = None
+    startup = 0.0
     detail = getattr(progress, "detail", None) if progress is not None else None
     executor: executors.Executor | None = None
     try:
@@ -433,6 +442,7 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
                 lambda case: isolated(case, run.settings.isolate), jobs=run.settings.jobs,
                 scheduler=run.settings.scheduler, chunk=run.settings.chunk,
                 run_id=run.run_dir.name)
+            startup = time.perf_counter() - t0
             started = None
             if progress is not None and executor.started_hook:
                 def started(case: Case) -> None:
@@ -453,9 +463,11 @@ def execute(run: Run, progress: Progress | None = None) -> Outcome:
     finally:
         if executor is not None:
             executor.close()
+    elapsed = time.perf_counter() - t0
     if progress:
-        progress(done, len(todo), None, time.perf_counter() - t0)
-    return Outcome(done=done, interrupted_by=interrupted_by, error=error)
+        progress(done, len(todo), None, elapsed)
+    return Outcome(done=done, interrupted_by=interrupted_by, error=error,
+                   startup_s=startup, elapsed_s=elapsed)
 
 
 def _write(run: Run, writer: ResultsWriter, case: Case, row: dict[str, Any]) -> None:
@@ -476,12 +488,16 @@ def finish(run: Run, outcome: Outcome) -> int:
     have no row."""
     ended = utc_now()
     left = len(run.todo)  # done_ids: the rows found on opening, and those written since
+    execution = outcome.record(str(run.settings.executor))
+    if run.resumed and run.meta.get("resumes"):
+        run.meta["resumes"][-1].update(ended_at=ended, done=outcome.done,
+                                       interrupted_by=outcome.interrupted_by,
+                                       execution=execution)
+    else:
+        run.meta["execution"] = execution
     run.meta.update(ended_at=ended, complete=left == 0,
                     interrupted=outcome.interrupted_by is not None,
                     interrupted_by=outcome.interrupted_by)
-    if run.resumed and run.meta.get("resumes"):
-        run.meta["resumes"][-1].update(ended_at=ended, done=outcome.done,
-                                       interrupted_by=outcome.interrupted_by)
     write_meta(run.run_dir, run.meta)
     return left
 

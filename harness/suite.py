@@ -72,6 +72,10 @@ class Suite:
     # 2 cores one thread is faster, and two processes with two threads each slow each other
     # down by up to 100x (OpenMP's busy waiting)
     train_threads: int | None = 1
+    # torch intra-op threads of a solve or gradient case (None: the process's own, which is
+    # torch's choice in the run's process and 1 on a Dask worker, whose nanny sets
+    # OMP_NUM_THREADS=1); each row records the threads it ran with
+    threads: int | None = None
     source: str = "built-in"
 
 

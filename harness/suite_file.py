@@ -137,6 +137,8 @@ _TOML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
                          "grad_modes_fixed = [\"backprop\"]", _names_value),
     "train_timeout": ("a positive number of seconds", _float_value(strict=True)),
     "train_threads": ("a positive integer (torch threads of a training case)", _int_value(1)),
+    "threads": ("a positive integer (torch threads of a solve or gradient case)",
+                _int_value(1)),
     "optional_solvers": ("a list of solver names used where installed, e.g. "
                          "optional_solvers = [\"tde-dopri5\"]", _names_value),
 }

@@ -27,6 +27,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     _gradient_table(tr, session)
     _adjoint_table(tr, session)
     _ratio_table(tr, session)
+    _executor_table(tr, session)
 
 
 def _step_table(tr, rows) -> None:
@@ -85,3 +86,16 @@ def _ratio_table(tr, session) -> None:
         ratios = "  ".join(f"{k} {v:.3f}" for k, v in info["ratios"].items())
         tr.write_line(f"batch {info['batch']:>5}: {per}")
         tr.write_line(f"{'':>12} {ratios}  (rounds: {b.stats.rounds})")
+
+
+def _executor_table(tr, session) -> None:
+    rows = [b.extra_info for b in session.benchmarks if "cases_per_s" in (b.extra_info or {})]
+    if not rows:
+        return
+    tr.write_sep("-", "executors: a sweep of cheap cases, throughput and overhead per case")
+    tr.write_line(f"{'executor':<14} {'cases':>6} {'elapsed s':>10} {'start s':>8} "
+                  f"{'cases/s':>8} {'case ms':>8} {'overhead ms':>12} {'after start':>12}")
+    for i in rows:
+        tr.write_line(f"{i['executor']:<14} {i['cases']:>6} {i['elapsed_s']:>10.1f} "
+                      f"{i['startup_s']:>8.2f} {i['cases_per_s']:>8.0f} {i['case_ms']:>8.2f} "
+                      f"{i['overhead_ms']:>12.2f} {i['overhead_after_start_ms']:>12.2f}")
