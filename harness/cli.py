@@ -607,13 +607,14 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     if executor is not ExecutorName.SERIAL and args.isolate is False:
         raise UsageError(f"--executor {executor} runs every case in a worker process; it "
                          "cannot go with --no-isolate")
-    if executor is ExecutorName.DASK and args.case_memory:
-        raise UsageError("--case-memory limits the harness's own worker processes; a Dask "
-                         "worker's memory is its own --memory-limit")
     settings = RunSettings(isolate=isolate, case_memory=args.case_memory,
                            seed=0 if args.seed is None else args.seed, threads=args.threads,
                            plugins=tuple(_plugin_spec(p) for p in args.plugin or ()))
     return _with_executor(settings, args)
+
+
+def _scheduler_spec(spec: str) -> str:
+    return str(Path(spec).resolve()) if "://" not in spec and Path(spec).is_file() else spec
 
 
 def _with_executor(settings: RunSettings, args: argparse.Namespace) -> RunSettings:
@@ -622,8 +623,14 @@ def _with_executor(settings: RunSettings, args: argparse.Namespace) -> RunSettin
     executor = ExecutorName(args.executor or settings.executor)
     changed = args.executor is not None and executor is not settings.executor
     jobs = args.jobs if args.jobs is not None else (None if changed else settings.jobs)
-    scheduler = args.scheduler or (None if changed else settings.scheduler)
+    # a scheduler file as an absolute path (a resume from another folder finds it); --jobs
+    # alone on a resumed dask run means a LocalCluster of that size, not the stored scheduler
+    scheduler = (_scheduler_spec(args.scheduler) if args.scheduler else
+                 None if changed or args.jobs is not None else settings.scheduler)
     chunk = args.chunk or (None if changed else settings.chunk)
+    if executor is ExecutorName.DASK and settings.case_memory:
+        raise UsageError("--case-memory limits the harness's own worker processes; a Dask "
+                         "worker's memory is its own --memory-limit")
     if executor is ExecutorName.SERIAL and args.jobs is not None and args.jobs > 1:
         raise UsageError("--jobs runs cases side by side: give it with --executor process or "
                          "--executor dask (serial runs one case at a time)")

@@ -24,6 +24,7 @@ import math
 import os
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,16 +178,20 @@ class ProcessExecutor(Executor):
     def close(self) -> None:
         self._stop.set()
         for worker in self.workers:
-            worker.kill()
+            worker.shut()
         for t in self._threads:
             t.join(5)
+        for worker in self.workers:  # one a thread started as close() began
+            worker.shut()
 
 
 # ------------------------------------------------------------------------------------ dask
 
 # A Dask worker process's problem cache, one per run's registry (problems and reference
-# gradients are built once per worker).
+# gradients are built once per worker), and the lock that runs one task at a time in it: the
+# registry, torch's thread count and the timings are the process's, whatever its --nthreads.
 _PROBLEMS: dict[str, ProblemCache] = {}
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def _worker_address() -> str:
@@ -201,8 +206,9 @@ def _worker_address() -> str:
 def worker_setup(discovery: plugins.Discovery) -> dict[str, Any]:
     """On a Dask worker: hold the run's registry (:func:`harness.plugins.rebuild`, a no-op
     when it holds it already) and return its snapshot, for the run to compare with its own."""
-    plugins.rebuild(discovery)
-    return registry.snapshot()
+    with _ONE_AT_A_TIME:
+        plugins.rebuild(discovery)
+        return registry.snapshot()
 
 
 @dataclass(frozen=True)
@@ -218,14 +224,15 @@ def run_chunk(cases: list[Case], suite: Suite, settings: ChunkSettings) -> list[
 
     The torch threads are the suite's ``threads`` (``--threads``) where it sets them, else what
     the worker has (1: the nanny sets ``OMP_NUM_THREADS=1``); each row records what it used."""
-    worker_setup(settings.discovery)
-    problems = _PROBLEMS.setdefault(settings.discovery.key, ProblemCache())
     where = _worker_address()
     rows = []
-    for case in cases:
-        row = run_case(case, problems, suite, seed=settings.seed)
-        row["worker"] = where
-        rows.append(row)
+    with _ONE_AT_A_TIME:
+        plugins.rebuild(settings.discovery)
+        problems = _PROBLEMS.setdefault(settings.discovery.key, ProblemCache())
+        for case in cases:
+            row = run_case(case, problems, suite, seed=settings.seed)
+            row["worker"] = where
+            rows.append(row)
     return rows
 
 
@@ -233,6 +240,9 @@ def _quiet_dask_logs() -> None:
     for name in ("distributed", "distributed.nanny", "distributed.scheduler",
                  "distributed.worker", "distributed.core", "distributed.http.proxy"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+WORKER_WAIT_S = 120.0  # how long a run waits for a cluster's first worker
 
 
 def chunk_size(n_cases: int, n_workers: int, chunk: int | None) -> int:
@@ -267,7 +277,7 @@ class DaskExecutor(Executor):
             if scheduler is None:
                 self.cluster = LocalCluster(
                     n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
-                    processes=True, host="127.0.0.1", dashboard_address=None,
+                    processes=True, host="127.0.0.1", dashboard_address=":0",
                     silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
             elif os.path.isfile(scheduler):
@@ -277,11 +287,18 @@ class DaskExecutor(Executor):
         except (OSError, TimeoutError, ValueError) as exc:
             self.close()
             where = scheduler or "a LocalCluster"
+            other = ("; resume on a LocalCluster with --jobs N, or on another cluster with "
+                     "--scheduler ADDRESS" if scheduler else "")
             raise ExecutorError(f"--executor dask: cannot reach {where}: "
-                                f"{type(exc).__name__}: {exc}") from None
+                                f"{type(exc).__name__}: {exc}{other}") from None
         self.settings = ChunkSettings(config.discovery, config.seed)
         self._futures: list[Any] = []
-        self._check_workers()
+        self._token = uuid.uuid4().hex[:8]  # keys of this invocation: never another run's
+        try:
+            self._check_workers()
+        except BaseException:
+            self.close()
+            raise
 
     def describe(self) -> str:
         n = len(self.client.scheduler_info().get("workers", {}))
@@ -290,7 +307,12 @@ class DaskExecutor(Executor):
 
     def _check_workers(self) -> None:
         """Every worker rebuilds the run's registry and must see exactly the run's."""
-        self.client.wait_for_workers(1, timeout=120)
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (TimeoutError, OSError) as exc:
+            raise ExecutorError(f"--executor dask: no worker joined the scheduler at "
+                                f"{self.scheduler or 'the LocalCluster'} within "
+                                f"{WORKER_WAIT_S:g} s ({type(exc).__name__})") from None
         try:
             theirs = self.client.run(worker_setup, self.settings.discovery)
         except Exception as exc:
@@ -316,7 +338,7 @@ class DaskExecutor(Executor):
 
         def submit(chunk: list[Case]) -> Any:
             # a key per task and attempt: equal-looking cases are never deduplicated
-            key = f"odebench-{self.run_id}-{len(self._futures)}-{chunk[0].case_id}"
+            key = f"odebench-{self.run_id}-{self._token}-{len(self._futures)}-{chunk[0].case_id}"
             fut = self.client.submit(run_chunk, chunk, suite, self.settings, key=key,
                                      pure=False, retries=0)
             chunk_of[fut.key] = chunk
@@ -340,10 +362,13 @@ class DaskExecutor(Executor):
                         pending.add(submit([case]))
                     continue
                 rows = [_killed_row(chunk[0], exc)]
-            except Exception as exc:  # noqa: BLE001 - the task itself failed (not a case)
-                rows = [error_row(c, Status.ERROR, f"the Dask task failed: "
-                                  f"{type(exc).__name__}: {exc}", utc_now(), 0.0)
-                        for c in chunk]
+            except Exception as exc:
+                # run_chunk itself never raises for a case (a case's failure is its row): this
+                # is the cluster (the scheduler lost, a task cancelled, a worker that cannot
+                # load the run's plugins). No row: the run stops, and --resume runs them.
+                raise ExecutorError(
+                    f"--executor dask: a task of {len(chunk)} case(s) did not come back "
+                    f"({type(exc).__name__}: {exc})") from None
             finally:
                 fut.release()
             yield from zip(chunk, rows, strict=True)
@@ -360,11 +385,15 @@ class DaskExecutor(Executor):
                 self.cluster.close(timeout=20)
 
 
-def _killed_row(case: Case, exc: BaseException) -> dict[str, Any]:
-    return error_row(case, Status.CRASHED,
-                     "every Dask worker that ran the case died (the scheduler gave up after "
-                     f"distributed.scheduler.allowed-failures retries): KilledWorker: {exc}",
-                     utc_now(), 0.0)
+def _killed_row(case: Case, exc: Any) -> dict[str, Any]:
+    row = error_row(case, Status.CRASHED,
+                    "every Dask worker that ran the case died (the scheduler gave up after "
+                    f"distributed.scheduler.allowed-failures retries): KilledWorker: {exc}",
+                    utc_now(), 0.0)
+    last = getattr(getattr(exc, "last_worker", None), "address", None)
+    if last:  # the machine that ran it last is not known beyond its address
+        row["worker"] = str(last)
+    return row
 
 
 def make(name: ExecutorName, config: WorkerConfig, isolated: Callable[[Case], bool], *,

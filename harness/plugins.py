@@ -18,12 +18,15 @@ check before a worker runs a case.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -219,6 +222,22 @@ def discover(plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
     return warnings
 
 
+@contextlib.contextmanager
+def kept() -> Iterator[None]:
+    """Inside, plugins may be loaded; after, the registries and what this process has loaded
+    are as they were (for tests that load plugins in the test process)."""
+    global _rebuilt_for
+    state = save(), list(_loaded), set(_loaded_plugins), _rebuilt_for
+    try:
+        yield
+    finally:
+        restore(state[0])
+        _loaded[:] = state[1]
+        _loaded_plugins.clear()
+        _loaded_plugins.update(state[2])
+        _rebuilt_for = state[3]
+
+
 def current() -> Discovery:
     """What this process's registry was made of so far, for a worker to rebuild."""
     return Discovery(modules=tuple(m for m in DEFAULT_MODULES if m in _loaded_modules),
@@ -234,6 +253,14 @@ def rebuild(discovery: Discovery) -> list[str]:
     then exactly its plugins (those another run loaded here before are dropped first, so a
     long-lived worker that serves several runs holds each run's registry in turn). A no-op
     when it holds this discovery's already. Returns the entry points' warnings."""
+    with _REBUILDING:
+        return _rebuild(discovery)
+
+
+_REBUILDING = threading.RLock()
+
+
+def _rebuild(discovery: Discovery) -> list[str]:
     global _base, _rebuilt_for
     if discovery.key == _rebuilt_for:
         return []

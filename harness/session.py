@@ -5,10 +5,12 @@ the suite, the plugins, the seed, and how cases are isolated. ``--resume`` repla
 plan: it runs the planned cases that have no row yet, nothing else, so a run is the same set of
 cases however often it was interrupted. The folder is locked while a process works on it.
 
-Cases run in the run's own process, or in a worker process (:mod:`harness.worker`):
-``isolate = auto`` (the default) sends a case there when its solver or problem is not a
-built-in one (a plugin, or a peer library) or its solver's loop is native code that an
-exception cannot stop (``Solver.native_loop``); ``always`` sends every case, ``never`` none.
+The run's executor (:mod:`harness.executors`: serial, process or dask) runs the cases; this
+module alone writes their rows. With the serial executor, cases run in the run's own process
+or in a worker process (:mod:`harness.worker`): ``isolate = auto`` (the default) sends a case
+there when its solver or problem is not a built-in one (a plugin, or a peer library) or its
+solver's loop is native code that an exception cannot stop (``Solver.native_loop``);
+``always`` sends every case, ``never`` none.
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from harness import registry
+from harness import plugins, registry
 from harness.measure.nfe import budget_message
 from harness.plugins import Discovery
 from harness.suite import Case, Suite
@@ -121,7 +121,8 @@ def death_message(exitcode: int | None, memory_limit: int | None) -> str:
 class WorkerConfig:
     """What every worker of a run is set up with."""
 
-    discovery: Discovery = field(default_factory=Discovery)  # the registry to rebuild
+    # the registry to rebuild; None: the run's process's own at the worker's start
+    discovery: Discovery | None = None
     threads: int | None = None
     memory_limit: int | None = None  # bytes of RLIMIT_DATA, None for no limit
     seed: int = 0
@@ -139,12 +140,16 @@ class Worker:
         self._proc: Any = None
         self._conn: Connection | None = None
         self.registry: dict[str, Any] | None = None  # the last worker's registry snapshot
+        self._shut = False  # shut(): no worker is started again
 
     def _start(self) -> None:
         from harness import worker_main
 
+        if self._shut:
+            raise WorkerStartError("the run is ending: no new worker process")
         parent, child = self._ctx.Pipe(duplex=True)
-        config = dataclasses.replace(self.config, run_pid=os.getpid())
+        discovery = self.config.discovery or plugins.current()
+        config = dataclasses.replace(self.config, run_pid=os.getpid(), discovery=discovery)
         proc = self._ctx.Process(target=worker_main.serve, args=(child, config),
                                  name="odebench-worker", daemon=True)
         proc.start()
@@ -226,6 +231,11 @@ class Worker:
             with contextlib.suppress(Exception):
                 self._conn.close()
         self._proc = self._conn = None
+
+    def shut(self) -> None:
+        """Kill the worker now, and start none again (a run that is ending)."""
+        self._shut = True
+        self.kill()
 
     def close(self) -> None:
         """Ask the worker to exit, and kill it if it does not within a second."""

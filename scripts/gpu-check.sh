@@ -9,7 +9,10 @@
 #   4. CUDA cases in worker processes (--isolate): each worker initialises CUDA itself (the
 #      fork server that starts workers never touches the card), times with CUDA events and
 #      sends its rows back; the peers in step 2 already run in workers by default;
-#   5. training cases on the card (spiral and Table 1), CUDA peak per iteration.
+#   5. training cases on the card (spiral and Table 1), CUDA peak per iteration;
+#   6. a report faceted by device, compare on the card, the report's load time;
+#   7. the executor benchmark on the machine's cores, and a Dask sweep of CUDA cases (needs
+#      the dask extra: pip install -c constraints.txt -e '.[test,peers,dask]').
 # Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
 # driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
 # DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
@@ -59,6 +62,20 @@ python -m harness compare "$out/gpu-report-a" "$out/gpu-report-b" --out "$out/gp
 if command -v chromedriver >/dev/null 2>&1; then
   python scripts/report_load_time.py "$out/gpu-report-a/report.html" || true
 fi
+# 7. executors on the device machine's cores and card: the 10,000-case executor benchmark
+#    (serial, process --jobs 2, a 2-worker LocalCluster), then a Dask sweep of CUDA cases on a
+#    4-worker LocalCluster, each row naming the GPU it ran on (gpu_name, hardware)
+python -m pytest tests/bench/test_bench_executors.py --benchmark-enable -q -s | tail -8 || true
+python -m harness run --device "$device" --dtype float32 --batch 1000 --problems mlp,linear \
+  --solvers dopri5,rk4 --rtol 1e-3,1e-5 --steps 64 --executor dask --jobs 4 --no-report \
+  --out "$out/gpu-dask" --quiet
+python - "$out/gpu-dask" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/results.jsonl")]
+print("dask rows:", len(rows), "statuses:", sorted({r["status"] for r in rows}),
+      "gpus:", sorted({str(r.get("gpu_name")) for r in rows}),
+      "workers:", len({r["worker"] for r in rows}))
+PY
 python -m harness show "$out/gpu-train"
 python -m harness show "$out/gpu-isolated"
 python -m harness show "$out/gpu-speed" | head -40

@@ -32,7 +32,15 @@ DETERMINISTIC = ("status", "nfe", "nfe_solver", "n_steps", "n_accepted", "n_reje
 SWEEP = ["--problems", "linear,kepler", "--solvers", "rk4,dopri5", "--rtol", "1e-4,1e-7",
          "--steps", "16,64", "--min-time", "0.001", "--quiet", "--no-report"]
 
-plugins.discover([PLUGIN])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plugin_loaded():
+    """The test plugin in this process's registry for this module's tests only (a worker
+    started later by another module's test must see the registry it expects)."""
+    with plugins.kept():
+        plugins.discover([PLUGIN])
+        yield
 
 
 def _rows(run_dir: Path) -> dict[str, dict]:
@@ -126,7 +134,7 @@ def cluster():
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cl = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None)
+                                      host="127.0.0.1", dashboard_address=":0")
     client = distributed.Client(cl)
     yield cl, client
     client.close()
@@ -146,6 +154,17 @@ def test_a_dask_sweep_gives_the_serial_figures(cluster, serial_sweep, tmp_path):
     # the nanny sets OMP_NUM_THREADS=1, and the row says what torch really used
     assert {r["torch_threads"] for r in rows.values()} == {1}
     assert all(r["hardware"] and r["cpu_cores"] == os.cpu_count() for r in rows.values())
+
+
+def test_the_suite_sets_a_dask_workers_threads(cluster, tmp_path):
+    cl, _ = cluster
+    suite = tmp_path / "threads.toml"
+    suite.write_text('problems = ["linear"]\nsolvers = ["rk4"]\nsteps = [8, 16]\nthreads = 2\n'
+                     "min_time = 0.001\n")
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--executor", "dask", "--scheduler",
+                 cl.scheduler_address, "--quiet", "--no-report", "--out", str(out)]) == 0
+    assert {r["torch_threads"] for r in _rows(out).values()} == {2}
 
 
 def test_dask_workers_rebuild_the_parents_registry_even_without_the_file(cluster, tmp_path):
@@ -278,11 +297,33 @@ def test_an_unknown_executor_is_refused_with_the_valid_names(capsys):
         capsys.readouterr().err
 
 
-def test_an_unreachable_scheduler_stops_the_run_with_a_resume_line(tmp_path, capsys):
-    code = main(["run", "--problems", "linear", "--solvers", "rk4", "--steps", "16",
+def test_an_unreachable_scheduler_stops_the_run_and_it_resumes_on_a_local_cluster(tmp_path,
+                                                                                  capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--problems", "linear", "--solvers", "rk4", "--steps", "16,32",
                  "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--quiet",
-                 "--no-report", "--out", str(tmp_path / "run")])
+                 "--no-report", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert "cannot reach tcp://127.0.0.1:9" in err
-    assert f"python -m harness run --resume {tmp_path / 'run'}" in err
+    assert "resume on a LocalCluster with --jobs N" in err
+    assert f"python -m harness run --resume {out}" in err
+    assert main(["run", "--resume", str(out), "--jobs", "1", "--quiet", "--no-report"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 2 and {r["executor"] for r in rows.values()} == {"dask"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["resumes"][-1]["executor"] == {"name": "dask", "jobs": 1, "scheduler": None,
+                                               "chunk": None}
+
+
+def test_a_cluster_without_workers_stops_the_run_with_exit_2(tmp_path, capsys, monkeypatch):
+    from harness import executors
+
+    monkeypatch.setattr(executors, "WORKER_WAIT_S", 1.0)
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as empty:
+        code = main(["run", "--problems", "linear", "--solvers", "rk4", "--steps", "16",
+                     "--executor", "dask", "--scheduler", empty.scheduler_address, "--quiet",
+                     "--no-report", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "no worker joined the scheduler" in capsys.readouterr().err
