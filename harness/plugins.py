@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import tempfile
 import threading
@@ -207,7 +208,12 @@ def _load_shipped(plugin: PluginFile) -> None:
     else:
         copy = Path(tempfile.gettempdir()) / "odebench-plugins" / plugin.digest / path.name
         copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_text(plugin.text)
+        # written aside, then renamed: a worker beside this one (on the same machine) that
+        # reads the copy meanwhile sees the whole text, never a half-written or emptied file
+        fd, aside = tempfile.mkstemp(dir=copy.parent, suffix=".part")
+        with os.fdopen(fd, "w") as f:
+            f.write(plugin.text)
+        os.replace(aside, copy)
         _exec_file(plugin.path, copy)
     _loaded.append(plugin)
     _loaded_plugins.add(plugin.path)
