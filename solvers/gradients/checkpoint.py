@@ -87,7 +87,7 @@ class _Checkpoint(torch.autograd.Function):
                 outs.append(rows)
                 grads.append(g_rows[[j for j, _ in interior]])
             inputs = [y] + ([k1] if k1 is not None else []) + list(params)
-            res = torch.autograd.grad(outs, inputs, grads, allow_unused=True)
+            res = _grad(outs, inputs, grads)
             g_y = res[0] if res[0] is not None else torch.zeros_like(g_y)
             g_k = res[1] if k1 is not None else None
             for i, gp in enumerate(res[len(res) - len(params) :]):
@@ -103,6 +103,18 @@ class _Checkpoint(torch.autograd.Function):
             for gp, p in zip(grad_params, params, strict=True)
         ]
         return (None, g_y0, *grad_params)
+
+
+def _grad(outs: list[torch.Tensor], inputs: list[torch.Tensor], grads: list[torch.Tensor]
+          ) -> tuple[torch.Tensor | None, ...]:
+    """``torch.autograd.grad(outs, inputs, grads, allow_unused=True)`` over the outputs that
+    have a graph: one without (the carried last stage of a field that ignores ``y``, a constant
+    field's whole step) contributes nothing, where autograd would raise."""
+    live = [(o, g) for o, g in zip(outs, grads, strict=True) if o.requires_grad]
+    if not live:
+        return (None,) * len(inputs)
+    return torch.autograd.grad([o for o, _ in live], inputs, [g for _, g in live],
+                               allow_unused=True)
 
 
 class _Calls:

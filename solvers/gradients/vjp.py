@@ -32,7 +32,12 @@ def vjp(
     output: torch.Tensor, inputs: tuple[torch.Tensor, ...], v: torch.Tensor
 ) -> tuple[torch.Tensor | None, ...]:
     """``v^T d output / d inputs`` for each input (None where ``output`` does not depend on
-    it), freeing ``output``'s graph; the values of ``torch.autograd.grad``."""
+    it), freeing ``output``'s graph; the values of ``torch.autograd.grad``. An ``output`` with
+    no graph at all (an ``f`` that uses none of the inputs: a constant field, or ``f(t)`` when
+    ``t`` needs no gradient) depends on none of them: all None, where ``torch.autograd.grad``
+    would raise."""
+    if not output.requires_grad:
+        return (None,) * len(inputs)
     if (
         _engine_run_backward is None
         or v.shape != output.shape
