@@ -130,7 +130,7 @@ class _Adjoint(torch.autograd.Function):
                     channels.append((2 * n + n_p, 2 * n + n_p + 1, 1))
             # checked once: the backward solves share one Segments (and its index tensors)
             extra["error_channels"] = check_channels(channels, 2 * n + n_p + int(need_t))
-        kwargs = dict(run.solve_kwargs)
+        kwargs = dict(run.backward_kwargs or run.solve_kwargs)
         n_steps = kwargs.pop("n_steps", None)
         forward_grid = None
         if not adaptive and n_steps is not None:

@@ -48,6 +48,8 @@ def odeint(
     atol: float | None = None,
     n_steps: int | None = None,
     max_steps: int | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
 ) -> GradSolve:
     """Solve ``dy/dt = f(t, y)`` at the times ``t`` so that ``ys`` can be differentiated.
 
@@ -56,7 +58,8 @@ def odeint(
     (default ``f.parameters()`` when ``f`` has them; those not requiring grad are skipped). The
     adjoint needs them explicitly, since its backward pass computes their gradient itself;
     the other modes let autograd find them. ``rtol``/``atol``/``n_steps``/``max_steps`` go to
-    ``solver.solve`` in the forward pass and, for the adjoint, the backward solves too.
+    ``solver.solve`` in the forward pass and, for the adjoint, the backward solves too, unless
+    ``adjoint_rtol``/``adjoint_atol`` give the backward solves their own tolerances.
 
     ``ys`` is differentiable w.r.t. ``y0``, the parameters and ``t`` (when they require grad).
     ``mode="none"`` solves under ``no_grad``.
@@ -68,6 +71,10 @@ def odeint(
         raise ValueError("`t` must be a torch.Tensor of output times")
     kwargs = {"rtol": rtol, "atol": atol, "n_steps": n_steps, "max_steps": max_steps}
     run = Run(solver, f, t, kwargs, parameters_of(f, params))
+    if adjoint_rtol is not None or adjoint_atol is not None:
+        run.backward_kwargs = kwargs | {
+            "rtol": rtol if adjoint_rtol is None else adjoint_rtol,
+            "atol": atol if adjoint_atol is None else adjoint_atol}
     if m == GradMode.NONE:
         with torch.no_grad():
             sol = run.solve(f, y0, t)

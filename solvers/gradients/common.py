@@ -77,6 +77,9 @@ class Run:
     params: tuple[torch.Tensor, ...]
     solution: Solution | None = None
     backward: BackwardStats = field(default_factory=BackwardStats)
+    # the adjoint's backward solves: these keywords where given (their own tolerances), else
+    # the forward solve's
+    backward_kwargs: dict[str, Any] | None = None
 
     def solve(self, f: RHS, y0: torch.Tensor, t: torch.Tensor, **extra: Any) -> Solution:
         return self.solver.solve(f, y0, t, **self.solve_kwargs, **extra)
