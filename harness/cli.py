@@ -602,8 +602,6 @@ def _settings_from_args(args: argparse.Namespace) -> RunSettings:
     else:
         isolate = Isolation.ALWAYS if args.isolate else Isolation.NEVER
     executor = ExecutorName(args.executor or "serial")
-    if executor is ExecutorName.PROCESS:
-        isolate = Isolation.ALWAYS  # every case in a worker process
     if executor is not ExecutorName.SERIAL and args.isolate is False:
         raise UsageError(f"--executor {executor} runs every case in a worker process; it "
                          "cannot go with --no-isolate")

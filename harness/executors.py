@@ -75,17 +75,8 @@ class Executor:
              detail: Detail | None = None) -> Iterator[tuple[Case, dict[str, Any]]]:
         raise NotImplementedError
 
-    def describe(self) -> str:
-        return str(self.name)
-
     def close(self) -> None:
         pass
-
-    def __enter__(self) -> Executor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _budget(case: Case, suite: Suite) -> float | None:
@@ -113,8 +104,7 @@ class SerialExecutor(Executor):
                 ran_here(row, case, "worker process")  # a row the worker could not send
             else:
                 CASE_PROGRESS[:] = [detail] if detail is not None else []
-                row = ran_here(run_case(case, self.problems, suite, seed=self.config.seed),
-                               case)
+                row = run_case(case, self.problems, suite, seed=self.config.seed)
                 row["worker"] = "main"
             yield case, row
 
@@ -129,14 +119,10 @@ class ProcessExecutor(Executor):
     started_hook = False
 
     def __init__(self, config: WorkerConfig, jobs: int) -> None:
-        self.config = config
         self.jobs = jobs
         self.workers = [Worker(config) for _ in range(jobs)]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    def describe(self) -> str:
-        return f"process, {self.jobs} workers"
 
     def rows(self, cases, suite, *, started=None, detail=None):
         todo: queue.SimpleQueue[Case] = queue.SimpleQueue()
@@ -268,7 +254,6 @@ class DaskExecutor(Executor):
         from distributed import Client, LocalCluster
 
         _quiet_dask_logs()
-        self.config = config
         self.chunk = chunk
         self.run_id = run_id
         self.cluster = None
@@ -299,11 +284,6 @@ class DaskExecutor(Executor):
         except BaseException:
             self.close()
             raise
-
-    def describe(self) -> str:
-        n = len(self.client.scheduler_info().get("workers", {}))
-        where = self.scheduler or "LocalCluster"
-        return f"dask, {n} workers at {where}"
 
     def _check_workers(self) -> None:
         """Every worker rebuilds the run's registry and must see exactly the run's."""

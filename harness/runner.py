@@ -311,14 +311,9 @@ def _run_train_case(case: Case, suite: Suite, deadline: Deadline, seed: int
     if case.solver != "none":
         solver = registry.make_solver(case.solver)
         row.update(solver_kind=solver.kind, order=solver.order, adaptive=solver.adaptive)
-    threads = torch.get_num_threads()
-    if suite.train_threads:
-        torch.set_num_threads(suite.train_threads)
-    try:
+    with _threads(suite.train_threads):
         row["torch_threads"] = torch.get_num_threads()
         fields, records = run_train_case(case, deadline, seed=seed, progress=_case_progress)
-    finally:
-        torch.set_num_threads(threads)
     row.update(fields)
     row.update(epochs=case.epochs, mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
                rss_peak_bytes=rss_peak_bytes())

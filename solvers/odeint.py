@@ -40,6 +40,7 @@ import torch
 from harness import registry
 from solvers.base import Solver, Status
 from solvers.gradients import odeint as _odeint
+from solvers.gradients.common import parameters_of
 
 DEFAULT_METHOD = "dopri5"
 _OPTIONS = ("step_size", "max_num_steps")
@@ -89,10 +90,9 @@ def odeint_adjoint(
     if unknown or norm not in (None, "seminorm"):
         raise ValueError(f"odeint_adjoint: adjoint_options {adjoint_options!r} not supported; "
                          "only norm='seminorm'")
-    params = (tuple(adjoint_params) if adjoint_params is not None
-              else tuple(p for p in func.parameters() if p.requires_grad))
     mode = "adjoint-seminorm" if norm == "seminorm" else "adjoint"
-    return _front(func, y0, t, rtol, atol, method, options, event_fn, mode=mode, params=params,
+    return _front(func, y0, t, rtol, atol, method, options, event_fn, mode=mode,
+                  params=adjoint_params,
                   adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
 
 
@@ -146,8 +146,7 @@ def _front(func, y0, t, rtol, atol, method, options, event_fn, *, mode: str,
         return func(tt if isinstance(tt, torch.Tensor) else
                     torch.tensor(tt, dtype=dtype, device=device), yy)
 
-    if params is None:
-        params = tuple(p for p in getattr(func, "parameters", lambda: ())() if p.requires_grad)
+    params = parameters_of(func, params)  # func's, not those of the wrapper f
     gs = _odeint(solver, f, y0, t, mode=mode, params=params, **kwargs, **adjoint)
     status = Status(gs.solution.status)
     if status is not Status.OK:
