@@ -38,6 +38,52 @@ class Status(enum.StrEnum):
     OUT_OF_MEMORY = "out_of_memory"  # the case ran out of memory (--case-memory, or the host's)
 
 
+class Backend(enum.StrEnum):
+    """The arithmetic a solve ran in, recorded in :attr:`Solution.backend` and the results.
+
+    - ``tensor``: torch tensors on the state's device (every dtype, CPU and GPU, autograd);
+    - ``host``: Python floats for a small float64 CPU state that autograd does not record (at
+      batch 1 a torch op's dispatch costs more than its arithmetic): the same steps, faster;
+    - ``auto`` (asked for only, never recorded): ``host`` where it applies, else ``tensor``.
+    """
+
+    AUTO = "auto"
+    TENSOR = "tensor"
+    HOST = "host"
+
+
+class Capability(enum.StrEnum):
+    """What a solver offers beyond a plain solve, declared in :attr:`Solver.capabilities`.
+
+    The gradient modes ask for these (:func:`solvers.gradients.check_mode`) instead of probing
+    signatures or private names:
+
+    - ``record_steps``: ``solve(..., record_steps=True)`` fills :attr:`Solution.steps`;
+    - ``replay_step``: :meth:`replay_step` recomputes one recorded step with autograd on
+      (with ``record_steps``: the ``checkpoint`` mode);
+    - ``norm``: ``solve(..., norm=...)`` takes the error norm as an object
+      (:mod:`solvers.norms`; the ``adjoint-seminorm`` mode's seminorm);
+    - ``step_grid``: a fixed-step ``solve(..., step_grid=[...])`` steps on the given times
+      (the adjoint retraces the forward grid);
+    - ``own_gradients``: :meth:`odeint_grad` computes the gradient modes itself (a peer
+      library's own adjoint, see :mod:`solvers.gradients.api`);
+    - ``controller``: ``solve(..., controller=...)`` takes a step-size controller
+      (:mod:`solvers.controllers`) by name or as an object;
+    - ``backend``: ``solve(..., backend=...)`` takes a :class:`Backend`;
+    - ``callback``: ``solve(..., callback=...)`` calls an object's ``step``, ``accept`` and
+      ``reject`` around each attempted step (see :mod:`solvers.loop`).
+    """
+
+    RECORD_STEPS = "record_steps"
+    REPLAY_STEP = "replay_step"
+    NORM = "norm"
+    STEP_GRID = "step_grid"
+    OWN_GRADIENTS = "own_gradients"
+    CONTROLLER = "controller"
+    BACKEND = "backend"
+    CALLBACK = "callback"
+
+
 class GradMode(enum.StrEnum):
     """How a gradient through a solve is computed (see :mod:`solvers.gradients`).
 
@@ -98,10 +144,50 @@ class Solution:
     # gives each trajectory of a batch its own steps; then n_steps counts loop iterations and
     # n_accepted/n_rejected are those of the trajectory that took the most attempts
     trajectories: object | None = None
+    backend: str = ""  # the Backend that ran ("" from a solver that does not say)
+    controller: str = ""  # the step-size controller's name ("" where the solver's own)
+
+
+@dataclass
+class Request:
+    """A solve's arguments after :meth:`Solver.solve` has checked them, for ``_solve``.
+
+    ``times``: ``t`` as Python floats. ``rtol``/``atol``: filled with the defaults for an
+    adaptive solver, as given otherwise. ``n_steps``: a positive int for a fixed-step solver
+    (None for an adaptive one). ``max_steps``: as given (None: the solver's default).
+    ``options``: the keywords the solver's capabilities take (``record_steps``, ``norm``,
+    ``step_grid``, ``controller``, ``backend``, ``callback``), only those given.
+    """
+
+    f: RHS
+    y0: torch.Tensor
+    t: torch.Tensor
+    times: list[float]
+    rtol: float | None
+    atol: float | None
+    n_steps: int | None
+    max_steps: int | None
+    options: dict
+
+
+# the keyword each capability adds to ``solve``
+_OPTION_OF = {
+    Capability.RECORD_STEPS: "record_steps",
+    Capability.NORM: "norm",
+    Capability.STEP_GRID: "step_grid",
+    Capability.CONTROLLER: "controller",
+    Capability.BACKEND: "backend",
+    Capability.CALLBACK: "callback",
+}
 
 
 class Solver:
-    """Base class for solvers. Subclasses set the class attributes and implement ``solve``.
+    """Base class for solvers. Subclasses set the class attributes and implement ``_solve``.
+
+    :meth:`solve` is a template method (as scipy's ``OdeSolver.step`` wraps ``_step_impl``): it
+    checks the times, the state, the tolerances (adaptive), ``n_steps`` (fixed step), the step
+    budget and the options once, hands a :class:`Request` to ``_solve``, and turns a returned
+    state that is not finite into a ``nonfinite`` status with NaN rows from there on.
 
     Capabilities are declared, so the harness can refuse a bad combination before the run:
 
@@ -114,7 +200,11 @@ class Solver:
       ``f``, millions of times, and then report a ``SystemError``). The harness then never
       raises its time budget inside ``f``, and runs the solver in a worker process by
       default, where the budget kills the process;
-    - ``grad_modes``: the gradient modes it supports.
+    - ``grad_modes``: the gradient modes it supports;
+    - ``capabilities``: the :class:`Capability` set (what the gradient modes and the harness
+      may ask of ``solve``);
+    - ``controllers``: the names of the step-size controllers ``solve(controller=...)`` takes
+      (:mod:`solvers.controllers`), the first the default; empty for a solver with its own.
     """
 
     name: str = ""
@@ -124,6 +214,8 @@ class Solver:
     differentiable: bool = True
     native_loop: bool = False
     grad_modes: tuple[GradMode, ...] = (GradMode.NONE, GradMode.BACKPROP)
+    capabilities: frozenset[Capability] = frozenset()
+    controllers: tuple[str, ...] = ()
     kind: str = ""  # a few words for `list`, e.g. "explicit RK, adaptive"
     description: str = ""
 
@@ -137,11 +229,72 @@ class Solver:
         atol: float | None = None,
         n_steps: int | None = None,
         max_steps: int | None = None,
+        **options,
     ) -> Solution:
+        """Integrate ``dy/dt = f(t, y)`` from ``t[0]``; the state at every time in ``t``.
+
+        Adaptive: ``rtol`` (default 1e-6, > 0) and ``atol`` (default 1e-9, >= 0) drive the
+        steps, ``n_steps`` is ignored. Fixed step: ``n_steps`` (> 0) steps, ``rtol``/``atol``
+        are ignored. ``max_steps`` bounds the steps. Wrong arguments raise ``ValueError``;
+        a numerical failure returns a status. ``options``: see :class:`Capability`.
+        """
+        request = self.request(f, y0, t, rtol, atol, n_steps, max_steps, options)
+        return finite_rows(self._solve(request), request.times)
+
+    def request(self, f, y0, t, rtol, atol, n_steps, max_steps, options) -> Request:
+        """The checks :meth:`solve` makes, as a :class:`Request` (``ValueError`` naming what is
+        wrong and what is allowed)."""
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"`t` must be a torch.Tensor; got {type(t).__name__}")
+        check_times(t)
+        if not isinstance(y0, torch.Tensor) or not y0.is_floating_point():
+            raise ValueError("`y0` must be a floating-point torch.Tensor")
+        check_max_steps(max_steps)
+        allowed = {_OPTION_OF[c] for c in self.capabilities if c in _OPTION_OF}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            takes = ", ".join(f"`{k}`" for k in sorted(allowed)) or "none"
+            raise ValueError(
+                f"solver {self.name!r} does not take {', '.join(f'`{k}`' for k in unknown)}; "
+                f"its options: {takes}"
+            )
+        if self.adaptive:
+            rtol, atol = tolerances(rtol, atol)
+            n_steps = None
+        elif not options.get("step_grid"):
+            if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
+                raise ValueError(
+                    f"`n_steps` must be a positive int for the fixed-step solver {self.name!r}; "
+                    f"got {n_steps!r}"
+                )
+        times = [float(x) for x in t.tolist()]
+        return Request(f, y0, t, times, rtol, atol, n_steps, max_steps, options)
+
+    def _solve(self, request: Request) -> Solution:
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} order={self.order} adaptive={self.adaptive}>"
+
+
+def finite_rows(sol: Solution, times: list[float]) -> Solution:
+    """A solve that says ``ok`` but returned inf/NaN rows: ``nonfinite``, NaN from the first bad
+    output time on, ``t_reached`` the last good one. Other statuses are left as they are."""
+    if sol.status != Status.OK:
+        return sol
+    ys = sol.ys
+    flat = ys.detach().reshape(len(times), -1)
+    finite = torch.isfinite(flat).all(dim=1)
+    if bool(finite.all()):
+        return sol
+    first_bad = finite.tolist().index(False)
+    ys = ys.clone()
+    ys[first_bad:] = math.nan
+    sol.ys = ys
+    sol.status = Status.NONFINITE
+    sol.message = f"the state became inf/NaN before t = {times[first_bad]:g}"
+    sol.t_reached = times[first_bad - 1] if first_bad else times[0]
+    return sol
 
 
 DEFAULT_RTOL = 1e-6

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import torch
 
-from solvers.base import Solution, Status, tolerances
+from solvers.base import Solution, Status
+from solvers.control import NONFINITE_REJECTIONS, initial_steps
+from solvers.controllers import Controller
 from solvers.tableaux import ButcherTableau
 
 
@@ -51,87 +53,21 @@ class TrajectoryStats:
     status: list[str]
 
 
-def _row_norms(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=-1)
-
-
-def initial_steps(
-    fb,
-    t0: float,
-    y0: torch.Tensor,
-    f0: torch.Tensor,
-    direction: float,
-    order: int,
-    rtol: float,
-    atol: float,
-    hmax: float,
-) -> torch.Tensor:
-    """DOPRI5's ``HINIT`` (:func:`solvers.control.initial_step`) for every row of ``y0``
-    ``[B, d]`` separately, with one batched Euler probe; float64 ``[B]``, signed."""
-    with torch.no_grad():
-        sk = y0.abs().mul(rtol).add_(atol)
-        dnf = ((f0 / sk) ** 2).sum(-1)
-        dny = ((y0 / sk) ** 2).sum(-1)
-        h = torch.where(
-            (dnf <= 1e-10) | (dny <= 1e-10),
-            torch.full_like(dnf, 1.0e-6),
-            torch.sqrt(dny / dnf) * 0.01,
-        ).to(torch.float64)
-        h = h.clamp(max=hmax) * direction
-        hy = h.to(y0.dtype)[:, None]
-        f1 = fb(t0 + h, y0 + hy * f0)
-        der2 = _row_norms((f1 - f0) / sk).to(torch.float64) / h.abs()
-        der12 = torch.maximum(der2.abs(), torch.sqrt(dnf).to(torch.float64))
-        der12 = torch.where(torch.isnan(der12), math.inf, der12)
-        h1 = torch.where(
-            der12 <= 1e-15,
-            torch.clamp(h.abs() * 1.0e-3, min=1.0e-6),
-            (0.01 / der12) ** (1.0 / order),
-        )
-        out = torch.minimum(torch.minimum(100 * h.abs(), h1), torch.full_like(h1, hmax))
-        out = torch.where(torch.isfinite(der12), out, torch.full_like(out, 1.0e-6))
-    return out * direction
-
-
-class _Controller:
-    """:class:`solvers.control.HairerController`, one per row, as float64 tensors ``[B]``."""
-
-    def __init__(self, n: int, device, *, q, safe, fac1, fac2, beta, hmax) -> None:
-        self.safe, self.fac1, self.fac2, self.beta, self.hmax = safe, fac1, fac2, beta, hmax
-        self.expo1 = 1.0 / q - 0.75 * beta
-        self.facold = torch.full((n,), 1.0e-4, dtype=torch.float64, device=device)
-        self.rejected_last = torch.zeros(n, dtype=torch.bool, device=device)
-
-    def decide(self, err: torch.Tensor, h: torch.Tensor, active: torch.Tensor):
-        """``(accepted, h_new)`` for every row; rows not ``active`` keep their state.
-
-        The scalar rule's branches as one division ``h / fac``: accepted, ``fac`` is
-        ``fac11 / facold**beta / safe`` within ``[1/fac2, 1/fac1]`` (at least 1 right after a
-        rejection: no growth), rejected ``min(fac11 / safe, 1/fac1)``; a NaN/inf error is a
-        rejection by ``1/fac1``. ``|h_new| <= hmax``."""
-        e = err.nan_to_num(nan=math.inf)
-        fac11 = e.pow(self.expo1)
-        ok = e <= 1.0
-        fac_acc = (fac11 / self.facold.pow(self.beta)).div_(self.safe)
-        fac_acc.clamp_(1.0 / self.fac2, 1.0 / self.fac1)
-        fac_acc = torch.where(self.rejected_last, fac_acc.clamp(min=1.0), fac_acc)
-        fac_rej = fac11.div_(self.safe).clamp_(max=1.0 / self.fac1)
-        h_new = (h / torch.where(ok, fac_acc, fac_rej)).clamp_(-self.hmax, self.hmax)
-        accepted = ok & active
-        self.facold = torch.where(accepted, e.clamp(min=1.0e-4), self.facold)
-        self.rejected_last = torch.where(active, ~ok, self.rejected_last)
-        return accepted, h_new
+# each trajectory's state in the loop, as a code in one long tensor
+_RUNNING, _DONE = 0, 1
+_FAILED = {2: Status.MAX_STEPS, 3: Status.STEP_TOO_SMALL, 4: Status.NONFINITE}
+_CODE = {status: code for code, status in _FAILED.items()}
 
 
 def solve_per_trajectory(
     tableau: ButcherTableau,
-    controller_options: dict,
+    controller: Controller,
     f,
     y0: torch.Tensor,
     times: list[float],
     *,
-    rtol: float | None,
-    atol: float | None,
+    rtol: float,
+    atol: float,
     max_steps: int,
 ) -> Solution:
     """The per-trajectory loop (called by :meth:`solvers.rk.RungeKutta.solve`)."""
@@ -140,7 +76,6 @@ def solve_per_trajectory(
             f"per-trajectory steps need an embedded pair with dense output; "
             f"{tableau.name} has {'no b_err' if tableau.b_err is None else 'no dense'}"
         )
-    rtol, atol = tolerances(rtol, atol)
     shape = y0.shape
     d = shape[-1] if len(shape) else 1
     y = y0.reshape(-1, d)
@@ -179,9 +114,8 @@ def solve_per_trajectory(
     T = torch.tensor(times, **f64)
     Ts = T * direction  # ascending
     nT = len(times)
-    ctrl = _Controller(
-        B, dev, q=(tableau.error_order or tableau.order - 1) + 1, hmax=hmax, **controller_options
-    )
+    q = (tableau.error_order or tableau.order - 1) + 1
+    ctrl = controller.fresh(q=q, span=hmax).rows(B, dev)
 
     t = torch.full((B,), t0, **f64)
     k1 = fb(t.to(dt), y)
@@ -204,7 +138,6 @@ def solve_per_trajectory(
     n_acc = torch.zeros(B, dtype=torch.long, device=dev)
     bad = torch.zeros(B, dtype=torch.long, device=dev)
     code = torch.zeros(B, dtype=torch.long, device=dev)  # 0 running, 1 done, >1 a failure
-    failures = {2: Status.MAX_STEPS, 3: Status.STEP_TOO_SMALL, 4: Status.NONFINITE}
     iterations = 0
     tiny = 16.0 * eps
 
@@ -216,11 +149,11 @@ def solve_per_trajectory(
         while True:
             # the failures DOPRI5 checks before a step, row by row
             with torch.no_grad():
-                running = code == 0
-                code = torch.where(running & (n_att >= max_steps), 2, code)
+                running = code == _RUNNING
+                code = torch.where(running & (n_att >= max_steps), _CODE[Status.MAX_STEPS], code)
                 small = (h.abs() < tiny * t.abs()) | (h == 0.0)
-                code = torch.where((code == 0) & small, 3, code)
-                active = code == 0
+                code = torch.where((code == _RUNNING) & small, _CODE[Status.STEP_TOO_SMALL], code)
+                active = code == _RUNNING
                 # Hairer's last-step rule, per row; finished rows stand still (h = 0)
                 last = (t + 1.01 * h - t_end) * h > 0
                 h = torch.where(last, t_end - t, h)
@@ -258,7 +191,8 @@ def solve_per_trajectory(
                 norm = norm.mul_(hs.abs()).div_(math.sqrt(d))
                 accepted, h_new = ctrl.decide(norm, hs, active)
                 bad = torch.where(accepted, 0, bad + (active & ~torch.isfinite(norm)))
-                code = torch.where(active & (bad >= 10), 4, code)
+                code = torch.where(active & (bad >= NONFINITE_REJECTIONS),
+                                   _CODE[Status.NONFINITE], code)
                 n_acc += accepted
                 n_att += active
                 t_new = torch.where(last, t_end, t + hs)
@@ -266,7 +200,7 @@ def solve_per_trajectory(
                 tol = torch.maximum(t_new.abs(), hs.abs()).mul_(8.0 * eps)
                 reach = torch.searchsorted(Ts, t_new * direction + tol, right=True)
                 n_due = torch.where(accepted, (reach - next_out).clamp_(min=0), 0)
-                code = torch.where(accepted & last, 1, code)
+                code = torch.where(accepted & last, _DONE, code)
                 most = int(n_due.max())  # the second host sync of this iteration
             acc_col = accepted[:, None]
             for _ in range(most):
@@ -295,7 +229,7 @@ def solve_per_trajectory(
 
     n_rej = n_att - n_acc
     codes = code.tolist()
-    status_rows = [Status.OK if c_ == 1 else failures[c_] for c_ in codes]
+    status_rows = [Status.OK if c_ == _DONE else _FAILED[c_] for c_ in codes]
     t_rows = t.tolist()
     stats = TrajectoryStats(n_acc.tolist(), n_rej.tolist(), t_rows, [str(x) for x in status_rows])
     status, message = Status.OK, ""

@@ -44,16 +44,9 @@ from solvers.base import (
     check_times,
     tolerances,
 )
-from solvers.control import (
-    Channels,
-    HairerController,
-    check_channels,
-    clip_to_end,
-    error_norm,
-    initial_step,
-    nonfinite_failure,
-    step_failure,
-)
+from solvers.control import clip_to_end, initial_step, nonfinite_failure, step_failure
+from solvers.controllers import HairerController
+from solvers.norms import Channels, RMSNorm, Seminorm, check_channels
 from solvers.per_trajectory import solve_per_trajectory
 from solvers.rk_host import HOST_MAX, HostPlan, adaptive_host
 from solvers.tableaux import ButcherTableau
@@ -530,8 +523,9 @@ class RungeKutta(Solver):
                     f"{self.name!r} gives each trajectory its own steps: `error_channels` and "
                     "`record_steps` (the adjoint and checkpoint gradients) need shared steps"
                 )
+            rtol, atol = tolerances(rtol, atol)
             return solve_per_trajectory(
-                self.tableau, self.controller_options, f, y0, times,
+                self.tableau, HairerController(**self.controller_options), f, y0, times,
                 rtol=rtol, atol=atol, max_steps=max_steps or DEFAULT_MAX_STEPS,
             )
         if self.adaptive:
@@ -699,14 +693,16 @@ class RungeKutta(Solver):
         t, t_end = times[0], times[-1]
         direction = 1.0 if t_end > t else -1.0
         hmax = abs(t_end - t)
-        ctrl = HairerController(
-            q=(tab.error_order or tab.order - 1) + 1, hmax=hmax, **self.controller_options
+        ctrl = HairerController(**self.controller_options).fresh(
+            q=(tab.error_order or tab.order - 1) + 1, span=hmax
         )
+        norm = (RMSNorm(state_dim) if channels is None else Seminorm(channels)).bind(
+            y.shape[-1], state_dim)
         decide = ctrl.decide
         eps = out.eps
         k1 = fv(t, y)
         q_init = min(tab.order, (tab.error_order or tab.order)) + 1
-        h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, state_dim, channels)
+        h = initial_step(fv, t, y, k1, direction, q_init, rtol, atol, hmax, norm)
         if channels is None and records is None and self._host_ok(y, k1):
             return adaptive_host(self, f, shape, y, k1, t, t_end, h, out, rtol, atol, max_steps,
                                  state_dim, ctrl)
@@ -729,7 +725,7 @@ class RungeKutta(Solver):
                         self._resolve(out, pending, k1)
                         pending = None
                 y1 = eng.step(t, y, k1, h)
-                err = error_norm(eng.error(e), h, y, y1, rtol, atol, state_dim, channels)
+                err = norm(eng.error(e), h, y, y1, rtol, atol)
                 accepted, h_new = decide(err, h)
                 if accepted:
                     n_acc += 1

@@ -22,7 +22,8 @@ import math
 import torch
 
 from solvers.base import Status
-from solvers.control import clip_to_end, error_norm_floats, nonfinite_failure, step_failure
+from solvers.control import clip_to_end, nonfinite_failure, step_failure
+from solvers.norms import error_norm_floats
 
 HOST_MAX = 8
 """The largest state (elements, all trajectories) that takes the Python-float loop."""

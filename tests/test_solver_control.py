@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from solvers.control import HairerController, clip_to_end, initial_step
+from solvers.control import clip_to_end, initial_step
+from solvers.controllers import HairerController
 
 
 def test_controller_grows_at_most_fac2_and_shrinks_at_most_fac1() -> None:

@@ -7,7 +7,7 @@
   floats (``solvers.rk_host``): the same steps and calls as the tensor loop, the same numbers
   to rounding (its sums are Hairer's left-to-right ones, not BLAS's).
 - A small CPU float64 state takes the error norm in Python floats
-  (``solvers.control._error_norm_host``); it must agree with the tensor norm to rounding,
+  (``solvers.norms._error_norm_host``); it must agree with the tensor norm to rounding,
   NaN and inf included.
 """
 
@@ -18,7 +18,7 @@ import math
 import pytest
 import torch
 
-from solvers import control, rk
+from solvers import norms, rk
 from solvers.base import Status
 from solvers.rk import RungeKutta
 from solvers.tableaux import DOPRI5, HEUN, RK4
@@ -160,12 +160,12 @@ def test_buffered_solve_accepts_a_rhs_that_returns_another_shape_of_the_same_siz
 
 
 def _tensor_norm(*args) -> float:
-    old, control.HOST_NORM_MAX = control.HOST_NORM_MAX, -1
+    old, norms.HOST_NORM_MAX = norms.HOST_NORM_MAX, -1
     try:
         with torch.no_grad():
-            return control.error_norm(*args)
+            return norms.error_norm(*args)
     finally:
-        control.HOST_NORM_MAX = old
+        norms.HOST_NORM_MAX = old
 
 
 SPECIAL = [0.0, math.nan, math.inf, -math.inf]
@@ -189,7 +189,7 @@ def test_error_norm_in_python_floats_matches_the_tensor_norm(seed: int) -> None:
         y_old.zero_(), y_new.zero_()
     atol = 0.0 if seed % 3 == 0 else 1e-9
     args = (err, 0.37, y_old, y_new, 1e-6, atol, d)
-    fast, ref = control.error_norm(*args), _tensor_norm(*args)
+    fast, ref = norms.error_norm(*args), _tensor_norm(*args)
     if math.isnan(ref):
         assert math.isnan(fast)
     else:
@@ -221,6 +221,6 @@ def test_overlapping_channels_are_each_measured_in_full() -> None:
     err = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     y = torch.zeros(1, 5, dtype=torch.float64)
     channels = [(0, 2, 2), (1, 3, 2), (2, 4, 2)]
-    assert control.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, channels) == pytest.approx(1.0)
+    assert norms.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, channels) == pytest.approx(1.0)
     apart = [(0, 2, 2), (2, 4, 2), (4, 5, 1)]  # no overlap: measured together, same norm
-    assert control.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, apart) == pytest.approx(1.0)
+    assert norms.error_norm(err, 1.0, y, y, 1e-3, 1.0, None, apart) == pytest.approx(1.0)

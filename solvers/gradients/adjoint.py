@@ -53,7 +53,7 @@ from __future__ import annotations
 import torch
 
 from solvers.base import Solution
-from solvers.control import check_channels
+from solvers.norms import check_channels
 from solvers.gradients.common import Run, accepts
 from solvers.gradients.vjp import flatten, vjp
 from solvers.rk import fixed_grid
