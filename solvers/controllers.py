@@ -168,26 +168,32 @@ class _HairerRows(RowController):
     """:class:`HairerController` per row. Its branches as one division ``h / fac``: accepted,
     ``fac`` is ``fac11 / facold**beta / safe`` within ``[1/fac2, 1/fac1]`` (at least 1 right after
     a rejection: no growth), rejected ``min(fac11 / safe, 1/fac1)``; a NaN/inf error is a
-    rejection by ``1/fac1``."""
+    rejection by ``1/fac1``. Both as one clamp to ``[lo, 1/fac1]``, ``lo`` each row's lower
+    bound (``1/fac2``, or 1 after a rejection): a rejected row's ``fac11 / safe`` exceeds 1, so
+    ``lo`` binds accepted rows only (when ``1/q - 0.75 beta > 0``; else rejected rows get 0).
+    The state is ``facold**beta`` (computed when ``facold`` changes) and ``lo``."""
 
     def __init__(self, ctrl: HairerController, n: int, device) -> None:
         super().__init__(ctrl)
-        self.facold = torch.full((n,), 1.0e-4, dtype=torch.float64, device=device)
-        self.rejected_last = torch.zeros(n, dtype=torch.bool, device=device)
+        f64 = dict(dtype=torch.float64, device=device)
+        self.fob = torch.full((n,), 1.0e-4, **f64).pow_(ctrl.beta)  # facold**beta
+        self.lo = torch.full((n,), 1.0 / ctrl.fac2, **f64)
+        self.lo_grow = torch.full((), 1.0 / ctrl.fac2, **f64)
+        self.one = torch.ones((), **f64)
+        self.zero = torch.zeros((), **f64)
+        self.cap = torch.full((), 1.0 / ctrl.fac1, **f64)
 
     def decide(self, err: torch.Tensor, h: torch.Tensor, active: torch.Tensor):
         c = self.ctrl
         e = err.nan_to_num(nan=math.inf)
         fac11 = e.pow(c._expo1)
         ok = e <= 1.0
-        fac_acc = (fac11 / self.facold.pow(c.beta)).div_(c.safe)
-        fac_acc.clamp_(1.0 / c.fac2, 1.0 / c.fac1)
-        fac_acc = torch.where(self.rejected_last, fac_acc.clamp(min=1.0), fac_acc)
-        fac_rej = fac11.div_(c.safe).clamp_(max=1.0 / c.fac1)
-        h_new = self.bound(h / torch.where(ok, fac_acc, fac_rej))
+        fac = torch.div(fac11, torch.where(ok, self.fob, self.one)).div_(c.safe)
+        lo = self.lo if c._expo1 > 0.0 else torch.where(ok, self.lo, self.zero)
+        h_new = self.bound(h / fac.clamp_(min=lo, max=self.cap))
         accepted = ok & active
-        self.facold = torch.where(accepted, e.clamp(min=1.0e-4), self.facold)
-        self.rejected_last = torch.where(active, ~ok, self.rejected_last)
+        self.fob = torch.where(accepted, e.clamp_(min=1.0e-4).pow_(c.beta), self.fob)
+        self.lo = torch.where(active, torch.where(ok, self.lo_grow, self.one), self.lo)
         return accepted, h_new
 
 
@@ -254,7 +260,10 @@ class PIDController(Controller):
 
 
 class _PIDRows(RowController):
-    """:class:`PIDController` per row."""
+    """:class:`PIDController` per row, in the scalar rule's order of operations. A NaN/inf
+    error becomes +inf, whose ``r**e1`` is 0 (``e1 < 0``): the factor is then ``factor_min``,
+    as the scalar rule's. A zero exponent's power (``dcoeff = 0``: no derivative term) is not
+    computed."""
 
     def __init__(self, ctrl: PIDController, n: int, device) -> None:
         super().__init__(ctrl)
@@ -263,14 +272,19 @@ class _PIDRows(RowController):
 
     def decide(self, err: torch.Tensor, h: torch.Tensor, active: torch.Tensor):
         c = self.ctrl
-        finite = torch.isfinite(err)
-        r = err.nan_to_num(nan=1.0, posinf=1.0).clamp(min=c.FLOOR)
-        factor = r.pow(c._e1).mul_(self.prev.pow(c._e2)).mul_(self.prev_prev.pow(c._e3))
-        factor = factor.mul_(c.safety).clamp_(c.factor_min, c.factor_max)
-        factor = torch.where(finite, factor, c.factor_min)
+        r = err.nan_to_num(nan=math.inf, posinf=math.inf).clamp_(min=c.FLOOR)
+        factor = r.pow(c._e1).mul_(c.safety)
+        if c._e2 != 0.0:
+            factor.mul_(self.prev.pow(c._e2))
+        if c._e3 != 0.0:
+            factor.mul_(self.prev_prev.pow(c._e3))
+        factor.clamp_(c.factor_min, c.factor_max)
+        if c._e1 >= 0.0:  # r**e1 does not vanish at inf
+            factor = torch.where(torch.isfinite(err), factor, c.factor_min)
         h_new = self.bound(h * factor)
         accepted = (err <= 1.0) & active
-        self.prev_prev = torch.where(accepted, self.prev, self.prev_prev)
+        if c._e3 != 0.0:
+            self.prev_prev = torch.where(accepted, self.prev, self.prev_prev)
         self.prev = torch.where(accepted, r, self.prev)
         return accepted, h_new
 

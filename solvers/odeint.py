@@ -22,8 +22,17 @@ What differs (refused with a message, never ignored silently):
   plugin's). ``rk4`` is the classical RK4 (torchdiffeq's ``rk4`` is the 3/8 rule), and a
   fixed-step solver takes uniform steps: ``options=dict(step_size=h)`` becomes
   ``ceil(|t_N - t_0| / h)`` steps over the whole span, not a grid through every output time.
-- ``options`` takes ``step_size`` (fixed-step methods) and ``max_num_steps`` (adaptive); others
-  (``first_step``, ``grid_constructor``, ``perturb``, ``norm``, ...) are refused.
+- ``options`` takes ``step_size`` (fixed-step methods), and for adaptive ones
+  ``max_num_steps``, ``first_step``, ``min_step``, ``max_step`` (bounds on the step size; a
+  step rejected at ``min_step`` stops the solve), torchdiffeq's controller settings ``safety``,
+  ``ifactor`` and ``dfactor`` (Hairer's ``safe``, ``fac2``, ``fac1``), and ``controller``
+  (``"hairer"``, the default, or ``"pid"``: :mod:`solvers.controllers`); others
+  (``grid_constructor``, ``perturb``, ``norm``, ``step_t``, ``jump_t``, ...) are refused.
+- ``func``'s step callbacks, as torchdiffeq calls them: ``func.callback_step(t0, y0, dt)``
+  before each attempted step, ``func.callback_accept_step(t0, y0, dt)`` or
+  ``func.callback_reject_step(t0, y0, dt)`` after it (``t0``, ``dt`` as 0-dim tensors), in the
+  forward solve; the adjoint's backward callbacks (``callback_step_adjoint`` ...) are not
+  called.
 - A solve that does not reach the end raises ``RuntimeError`` with the solver's status and
   message (torchdiffeq raises on ``max_num_steps`` and on an underflowing step too).
 - Tuple states, ``event_fn`` and complex dtypes are not supported.
@@ -31,6 +40,7 @@ What differs (refused with a message, never ignored silently):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,12 +48,19 @@ from typing import Any
 import torch
 
 from harness import registry
-from solvers.base import Solver, Status
+from solvers.base import Capability, Solver, Status
+from solvers.controllers import Controller, HairerController, make_controller
 from solvers.gradients import odeint as _odeint
 from solvers.gradients.common import parameters_of
 
 DEFAULT_METHOD = "dopri5"
-_OPTIONS = ("step_size", "max_num_steps")
+_FIXED_OPTIONS = ("step_size",)
+_ADAPTIVE_OPTIONS = ("max_num_steps", "first_step", "min_step", "max_step", "safety",
+                     "ifactor", "dfactor", "controller")
+_OPTIONS = _FIXED_OPTIONS + _ADAPTIVE_OPTIONS
+# torchdiffeq's names for Hairer's controller settings
+_HAIRER = {"safety": "safe", "ifactor": "fac2", "dfactor": "fac1"}
+_BOUNDS = {"first_step": "first_step", "min_step": "hmin", "max_step": "hmax"}
 
 
 def odeint(
@@ -133,7 +150,14 @@ def _front(func, y0, t, rtol, atol, method, options, event_fn, *, mode: str,
             raise ValueError(f"option 'step_size' is for fixed-step methods; {solver.name} is "
                              "adaptive")
         kwargs.update(rtol=rtol, atol=atol, max_steps=opts.get("max_num_steps"))
+        controller = _controller(solver, opts)
+        if controller is not None:
+            kwargs["controller"] = controller
     else:
+        wrong = sorted(set(opts) & set(_ADAPTIVE_OPTIONS))
+        if wrong:
+            raise ValueError(f"options {', '.join(map(repr, wrong))} are for adaptive methods; "
+                             f"{solver.name} takes fixed steps (options: step_size)")
         step = opts.get("step_size")
         if step is None:
             raise ValueError(f"method {solver.name!r} takes fixed steps: give "
@@ -146,6 +170,12 @@ def _front(func, y0, t, rtol, atol, method, options, event_fn, *, mode: str,
         return func(tt if isinstance(tt, torch.Tensor) else
                     torch.tensor(tt, dtype=dtype, device=device), yy)
 
+    callback = _Callbacks.of(func, dtype, device)
+    if callback is not None:
+        if Capability.CALLBACK not in solver.capabilities:
+            raise ValueError(f"{solver.name} calls no step callbacks; func has "
+                             f"{', '.join(callback.names)}")
+        kwargs["callback"] = callback
     params = parameters_of(func, params)  # func's, not those of the wrapper f
     gs = _odeint(solver, f, y0, t, mode=mode, params=params, **kwargs, **adjoint)
     status = Status(gs.solution.status)
@@ -153,6 +183,60 @@ def _front(func, y0, t, rtol, atol, method, options, event_fn, *, mode: str,
         raise RuntimeError(f"{solver.name}: the solve stopped at t = {gs.solution.t_reached:g} "
                            f"({status}): {gs.solution.message}")
     return gs.ys
+
+
+def _controller(solver: Solver, opts: dict[str, Any]) -> Controller | None:
+    """The step-size controller the options ask for (None: the solver's own default)."""
+    settings = {k: opts[k] for k in (*_HAIRER, *_BOUNDS) if opts.get(k) is not None}
+    name = opts.get("controller")
+    if name is None and not settings:
+        return None
+    if Capability.CONTROLLER not in solver.capabilities:
+        raise ValueError(f"{solver.name} has its own step-size control; options "
+                         f"{', '.join(map(repr, sorted(settings)))} are for our solvers")
+    ctrl = make_controller(name, default=solver.controllers[0])
+    changes = {_BOUNDS[k]: float(v) for k, v in settings.items() if k in _BOUNDS}
+    hairer = {_HAIRER[k]: float(v) for k, v in settings.items() if k in _HAIRER}
+    if hairer and not isinstance(ctrl, HairerController):
+        given = sorted(k for k in settings if k in _HAIRER)
+        raise ValueError(f"options {', '.join(map(repr, given))} set Hairer's "
+                         f"controller; controller={name!r} does not take them")
+    return dataclasses.replace(ctrl, **changes, **hairer)
+
+
+class _Callbacks:
+    """``func``'s torchdiffeq step callbacks as the engine's callback object."""
+
+    NAMES = {"step": "callback_step", "accept": "callback_accept_step",
+             "reject": "callback_reject_step"}
+
+    def __init__(self, func, dtype, device) -> None:
+        self.dtype, self.device = dtype, device
+        self.calls = {k: getattr(func, n) for k, n in self.NAMES.items()
+                      if callable(getattr(func, n, None))}
+        self.names = [self.NAMES[k] for k in self.calls]
+
+    @classmethod
+    def of(cls, func, dtype, device) -> _Callbacks | None:
+        cb = cls(func, dtype, device)
+        return cb if cb.calls else None
+
+    def _call(self, kind: str, t: float, y: torch.Tensor, h: float) -> None:
+        fn = self.calls.get(kind)
+        if fn is not None:
+            def scalar(x: float) -> torch.Tensor:
+                return torch.tensor(x, dtype=self.dtype, device=self.device)
+
+            fn(scalar(t), y, scalar(h))
+
+    def step(self, t, y, h) -> None:
+        self._call("step", t, y, h)
+
+    def accept(self, t, y, h) -> None:
+        self._call("accept", t, y, h)
+
+    def reject(self, t, y, h) -> None:
+        self._call("reject", t, y, h)
 
 
 __all__ = ["odeint", "odeint_adjoint"]

@@ -14,17 +14,8 @@ import torch
 from torch import nn
 
 from solvers import dense
-from solvers.base import (
-    RHS,
-    GradMode,
-    Solution,
-    Solver,
-    Status,
-    StepRecord,
-    check_max_steps,
-    check_times,
-)
-from solvers.rk import OutputCollector, check_step_grid, fixed_grid
+from solvers.base import RHS, Capability, GradMode, Request, Solution, Solver, Status, StepRecord
+from solvers.output import OutputCollector, check_step_grid, fixed_grid
 
 
 class ResidualBlock(nn.Module):
@@ -72,8 +63,9 @@ class EulerResNetSolver(Solver):
     """Explicit Euler with ``n_steps`` uniform steps, run as an :class:`EulerResNet`.
 
     Output at the requested times is linear interpolation between block outputs. Every
-    gradient mode works (:mod:`solvers.gradients`): ``record_steps`` and :meth:`replay_step`
-    serve ``checkpoint``, ``step_grid`` the adjoint's reversed forward grid.
+    gradient mode works (:mod:`solvers.gradients`): the capabilities ``record_steps`` and
+    ``replay_step`` (:meth:`replay_step`) serve ``checkpoint``, ``step_grid`` the adjoint's
+    reversed forward grid.
     """
 
     grad_modes = (
@@ -83,6 +75,9 @@ class EulerResNetSolver(Solver):
         GradMode.ADJOINT_SEMINORM,
         GradMode.CHECKPOINT,
     )
+    capabilities = frozenset(
+        {Capability.RECORD_STEPS, Capability.REPLAY_STEP, Capability.STEP_GRID}
+    )
     interpolation = "linear"
 
     name = "euler"
@@ -91,36 +86,20 @@ class EulerResNetSolver(Solver):
     kind = "explicit RK, fixed step (residual network)"
     description = "explicit Euler as a stack of residual blocks h + dt*f(t_k, h)"
 
-    def solve(
-        self,
-        f: RHS,
-        y0: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        n_steps: int | None = None,
-        max_steps: int | None = None,
-        record_steps: bool = False,
-        step_grid: list[float] | None = None,
-    ) -> Solution:
-        """Run the network; ``n_steps`` (> 0) is required, ``rtol``/``atol`` are ignored.
+    def _solve(self, request: Request) -> Solution:
+        """Run the network over ``n_steps`` uniform blocks (``rtol``/``atol`` are ignored).
 
-        ``step_grid``: explicit block times from ``t[0]`` to ``t[-1]`` instead of ``n_steps``
-        uniform ones; ``record_steps``: fill ``Solution.steps`` (see ``RungeKutta.solve``).
+        Options: ``step_grid`` (explicit block times from ``t[0]`` to ``t[-1]`` instead of
+        ``n_steps`` uniform ones), ``record_steps`` (fill ``Solution.steps``, see
+        ``RungeKutta``). A state that is not finite is the base's ``nonfinite``.
         """
-        check_times(t)
+        f, y0, times = request.f, request.y0, request.times
+        n_steps, max_steps = request.n_steps, request.max_steps
         grid = None
+        step_grid = request.options.get("step_grid")
         if step_grid is not None:
-            grid = check_step_grid(step_grid, float(t[0]), float(t[-1]))
+            grid = check_step_grid(step_grid, times[0], times[-1])
             n_steps = len(grid) - 1
-        if n_steps is None or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(
-                "`n_steps` must be a positive int for the fixed-step solver 'euler'; "
-                f"got {n_steps!r}"
-            )
-        check_max_steps(max_steps)
-        times = [float(x) for x in t.tolist()]
         limit = n_steps if max_steps is None else min(n_steps, max_steps)
         net = EulerResNet(f, times[0], times[-1], n_steps, grid)
         net.blocks = net.blocks[:limit]
@@ -131,24 +110,16 @@ class EulerResNetSolver(Solver):
             if interior:
                 out.put(interior, dense.linear(hs[n], hs[n + 1], [th for _, th in interior]))
         ys = out.stack(hs[0]).view(len(times), *y0.shape)
-        status, message, t_reached = Status.OK, "", net.grid[limit]
+        status, message = Status.OK, ""
         if limit < n_steps:
             status = Status.MAX_STEPS
             message = f"stopped after max_steps={max_steps} of n_steps={n_steps} steps"
-        finite = torch.isfinite(ys).reshape(len(times), -1).all(dim=1).tolist()
-        if status == Status.OK and not all(finite):
-            first_bad = finite.index(False)
-            ys = ys.clone()
-            ys[first_bad:] = float("nan")
-            status = Status.NONFINITE
-            message = f"the state became inf/NaN before t = {times[first_bad]:g}"
-            t_reached = times[first_bad - 1]
         steps = None
-        if record_steps:
+        if request.options.get("record_steps"):
             steps = [
                 StepRecord(b.t_k, b.dt, net.grid[n + 1], hs[n]) for n, b in enumerate(net.blocks)
             ]
-        return Solution(ys, status, message, limit, limit, 0, limit, t_reached, steps)
+        return Solution(ys, status, message, limit, limit, 0, limit, net.grid[limit], steps)
 
     def replay_step(
         self,

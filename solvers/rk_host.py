@@ -1,29 +1,24 @@
-"""The adaptive RK loop for a small float64 state on the CPU, in Python floats.
+"""The ``host`` backend: the RK stepper's arithmetic in Python floats, for a small float64 CPU
+state.
 
 For a handful of numbers, a torch op costs microseconds of dispatch while the arithmetic costs
-nanoseconds: at batch 1 the stage combinations, the error estimate and the step bookkeeping of
-:mod:`solvers.rk` cost about half as much again as the six right-hand-side calls of a DOPRI5
-step. Here the state and the stages are Python lists of floats, combined in the order Hairer's
-DOPRI5 writes them (``y + h*(a1*k1 + a2*k2 + ...)``, left to right), and ``f`` still gets a
-torch tensor in the user's shape: one preallocated float64 tensor whose memory numpy writes
-the stage input into. Tensors are made only where an output time falls inside a step (dense
-output reuses :mod:`solvers.dense` on them).
+nanoseconds: at batch 1 the stage combinations, the error estimate and the step bookkeeping on
+tensors cost about half as much again as the six right-hand-side calls of a DOPRI5 step. Here
+the state and the stages are Python lists of floats, combined in the order Hairer's DOPRI5
+writes them (``y + h*(a1*k1 + a2*k2 + ...)``, left to right), and ``f`` still gets a torch
+tensor in the user's shape. The loop, the controller and the norm's rule are the engine's own
+(:mod:`solvers.loop`; :meth:`solvers.norms.RMSNorm.floats`), so the steps are the tensor
+backend's, and the Hairer step-count tests hold on both.
 
-:meth:`solvers.rk.RungeKutta.solve` takes this path when nothing records a gradient, the state
-is float64 on the CPU with at most :data:`HOST_MAX` elements, and no ``error_channels`` or
-``record_steps`` are asked for; the decisions are the same code (:mod:`solvers.control`), so
-the Hairer step-count tests hold on both paths.
+:class:`solvers.rk.RungeKutta` takes this backend (``auto``) when nothing records a gradient,
+the state is float64 on the CPU with at most :data:`HOST_MAX` elements, the norm is the
+default RMS, and no ``record_steps`` or ``callback`` is asked for; ``backend="host"`` asks for
+it at any size, ``backend="tensor"`` never takes it. :attr:`Solution.backend` records which ran.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-
-from solvers.base import Status
-from solvers.control import clip_to_end, nonfinite_failure, step_failure
-from solvers.norms import error_norm_floats
 
 HOST_MAX = 8
 """The largest state (elements, all trajectories) that takes the Python-float loop."""
@@ -82,128 +77,62 @@ def compile_combination(plan: list[tuple[int, float]], n: int):
     return scope["g"]
 
 
-class _Stages:
-    """What :meth:`RungeKutta._emit` and :meth:`RungeKutta._dense` read of a step, as
-    tensors made on demand (only for steps with an output inside)."""
+class HostStages:
+    """The stage engine of the ``host`` backend: the interface of :mod:`solvers.stages`'s
+    engines on Python lists. ``f`` gets one preallocated float64 tensor in the user's shape,
+    whose memory numpy writes the stage input into; its result comes back as a list. Tensors
+    are made only where an output falls inside a step (:meth:`tensors`, :meth:`stacked`)."""
 
-    def __init__(self, ks: list[list[float]], like: torch.Tensor) -> None:
-        self.K = torch.tensor(ks, dtype=like.dtype)
+    def __init__(self, plan: HostPlan, f, shape: torch.Size, n: int) -> None:
+        self.f, self.shape, self.flat = f, shape, len(shape) == 1
+        self.xbuf = torch.empty(shape, dtype=torch.float64)  # f's input, in the user's shape
+        self.xn = self.xbuf.numpy().reshape(-1)
+        combos, self.comb_b, self.comb_e = plan.compiled(n)
+        self.stage_plans = list(zip(plan.c[1:], combos, strict=True))
+        self.s, self.fsal = plan.s, plan.fsal
+        self.ks: list = [None] * plan.s
+        self.zeros = [0.0] * n
+        self.nfe = 0
 
-    def stacked(self) -> torch.Tensor:
-        return self.K
+    def call(self, t: float, vals: list[float]) -> list[float]:
+        self.nfe += 1
+        self.xn[:] = vals
+        k = self.f(t, self.xbuf)
+        if k.shape != self.shape:
+            k = k.reshape(self.shape)  # what the tensor engines do; raises on a wrong size
+        return k.tolist() if self.flat else k.reshape(-1).tolist()
 
-    def final(self) -> torch.Tensor:
-        return self.K[-1:]
+    def first(self, t: float, y: list[float]) -> list[float]:
+        return self.call(t, y)
+
+    def step(self, t: float, y: list[float], k1: list[float], h: float) -> list[float]:
+        ks = self.ks
+        ks[0] = k1
+        y1 = None
+        last = self.s - 1
+        for i, (ci, comb) in enumerate(self.stage_plans, start=1):
+            yi = comb(y, ks, h)
+            if self.fsal and i == last:
+                y1 = yi
+            ks[i] = self.call(t + ci * h, yi)
+        return self.comb_b(y, ks, h) if y1 is None else y1
+
+    def error_norm(self, norm, h, y, y1, rtol, atol) -> float:
+        return norm.floats(self.comb_e(self.zeros, self.ks, 1.0), h, y, y1, rtol, atol)
+
+    def carry(self) -> list[float]:
+        return self.ks[-1]
 
     @staticmethod
-    def keep(x: torch.Tensor) -> torch.Tensor:
+    def tensors(y, k1, y1):
+        return tuple(torch.tensor([v], dtype=torch.float64) for v in (y, k1, y1))
+
+    def stacked(self) -> torch.Tensor:
+        return torch.tensor(self.ks, dtype=torch.float64)
+
+    def final(self) -> torch.Tensor:
+        return self.stacked()[-1:]
+
+    @staticmethod
+    def keep(x):
         return x
-
-
-def adaptive_host(
-    solver, f, shape, y_row, k1_row, t, t_end, h, out, rtol, atol, max_steps, state_dim, ctrl
-):
-    """The loop of :meth:`RungeKutta._adaptive` on Python floats; the same return value
-    ``(status, message, n_acc, n_rej, t_reached, nfe)``, ``nfe`` the calls made here."""
-    with torch.no_grad():
-        return _loop(
-            solver,
-            f,
-            shape,
-            y_row,
-            k1_row,
-            t,
-            t_end,
-            h,
-            out,
-            rtol,
-            atol,
-            max_steps,
-            state_dim,
-            ctrl,
-        )
-
-
-def _loop(
-    solver, f, shape, y_row, k1_row, t, t_end, h, out, rtol, atol, max_steps, state_dim, ctrl
-):
-    plan: HostPlan = solver._host_plan()
-    s, fsal, c = plan.s, plan.fsal, plan.c
-    like = y_row
-    xbuf = torch.empty(shape, dtype=torch.float64)  # f's input, in the user's shape
-    xn = xbuf.numpy().reshape(-1)
-    flat = len(shape) == 1
-    nfe = 0
-
-    def call(tt: float, vals: list[float]) -> list[float]:
-        nonlocal nfe
-        nfe += 1
-        xn[:] = vals
-        k = f(tt, xbuf)
-        if k.shape != shape:
-            k = k.reshape(shape)  # what ``fv`` does; raises on a wrong size
-        return k.tolist() if flat else k.reshape(-1).tolist()
-
-    def row(vals: list[float]) -> torch.Tensor:
-        return torch.tensor([vals], dtype=like.dtype)
-
-    y = y_row.tolist()[0]
-    ks: list = [None] * s
-    ks[0] = k1_row.tolist()[0]
-    eps = out.eps
-    decide = ctrl.decide
-    n_acc = n_rej = bad = 0
-    pending = None
-    status, message = Status.OK, ""
-    combos, comb_b, comb_e = plan.compiled(len(y))
-    stage_plans = list(zip(c[1:], combos, strict=True))
-    zeros = [0.0] * len(y)
-    while True:
-        failure = step_failure(n_acc + n_rej, max_steps, h, t, eps)
-        if failure is not None:
-            status, message = failure
-            break
-        h, last = clip_to_end(t, h, t_end)
-        if ks[0] is None:
-            ks[0] = call(t, y)
-            if pending is not None:
-                solver._resolve(out, pending, row(ks[0]))
-                pending = None
-        y1 = None
-        for i, (ci, comb) in enumerate(stage_plans, start=1):
-            yi = comb(y, ks, h)
-            if fsal and i == s - 1:
-                y1 = yi
-            ks[i] = call(t + ci * h, yi)
-        if y1 is None:
-            y1 = comb_b(y, ks, h)
-        err_vec = comb_e(zeros, ks, 1.0)
-        err = error_norm_floats(err_vec, h, y, y1, rtol, atol, state_dim)
-        accepted, h_new = decide(err, h)
-        if accepted:
-            n_acc += 1
-            bad = 0
-            t1 = t_end if last else t + h
-            if not out.quiet(t, t1):
-                y_t, y1_t = row(y), row(y1)
-                eng = _Stages(ks, like)
-                pending = solver._emit(out, eng, t, y_t, row(ks[0]), t1, y1_t, h)
-            t, y = t1, y1
-            if fsal:
-                ks = [ks[-1]] + [None] * (s - 1)
-            else:
-                ks = [None] * s
-            if last:
-                break
-        else:
-            n_rej += 1
-            if not math.isfinite(err):
-                bad += 1
-                failure = nonfinite_failure(bad, t)
-                if failure is not None:
-                    status, message = failure
-                    break
-        h = h_new
-    if pending is not None:
-        solver._resolve(out, pending, row(call(t, y)))
-    return status, message, n_acc, n_rej, t, nfe

@@ -16,7 +16,8 @@ Each wraps one of scipy's ``OdeSolver`` classes (``RK45``, ``DOP853``, ``Radau``
 
 The state is flattened to a float64 vector for scipy; ``f`` is called with a torch tensor of
 ``y0``'s shape, dtype and device. ``sol.success`` is never ignored: a failure becomes a status
-with scipy's message.
+with scipy's message (and a state that is not finite :class:`~solvers.base.Solver`'s
+``nonfinite``).
 """
 
 from __future__ import annotations
@@ -25,17 +26,8 @@ import numpy as np
 import scipy.integrate as si
 import torch
 
-from solvers.base import (
-    RHS,
-    GradMode,
-    Solution,
-    Solver,
-    Status,
-    check_max_steps,
-    check_times,
-    tolerances,
-)
-from solvers.rk import DEFAULT_MAX_STEPS, OutputCollector
+from solvers.base import DEFAULT_MAX_STEPS, GradMode, Request, Solution, Solver, Status
+from solvers.output import OutputCollector
 
 # method -> (classical order, calls per attempted step or None if not derivable)
 METHODS: dict[str, tuple[int, int | None]] = {
@@ -75,25 +67,13 @@ class ScipyReference(Solver):
         self.implicit = implicit
         self.description = f"scipy.integrate.{method}, driven step by step"
 
-    def solve(
-        self,
-        f: RHS,
-        y0: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        n_steps: int | None = None,
-        max_steps: int | None = None,
-    ) -> Solution:
+    def _solve(self, request: Request) -> Solution:
         """Integrate with scipy; ``rtol`` (default 1e-6), ``atol`` (default 1e-9), ``max_steps``
         (accepted steps, default 100 000). ``n_steps`` is not used by an adaptive method."""
-        check_times(t)
-        rtol, atol = tolerances(rtol, atol)
-        check_max_steps(max_steps)
-        max_steps = max_steps or DEFAULT_MAX_STEPS
+        f, y0, times = request.f, request.y0, request.times
+        rtol, atol = request.rtol, request.atol
+        max_steps = request.max_steps or DEFAULT_MAX_STEPS
         shape, dtype, device = y0.shape, y0.dtype, y0.device
-        times = [float(x) for x in t.tolist()]
         calls = 0
 
         def fun(tt: float, yy: np.ndarray) -> np.ndarray:
@@ -143,8 +123,6 @@ class ScipyReference(Solver):
             attempts, rem = divmod(solver.nfev - 2 - dense_calls, self._calls_per_step)
             n_rej = attempts - n_acc if rem == 0 and attempts >= n_acc else -1
         ys = out.stack(y_start).to(device=device, dtype=dtype)
-        if status == Status.OK and not bool(torch.isfinite(ys).all()):
-            status, message = Status.NONFINITE, f"scipy {self.method}: the state became inf/NaN"
         return Solution(
             ys=ys.view(len(times), *shape),
             status=status,

@@ -90,7 +90,12 @@ def test_a_decreasing_t_solves_backwards():
 @pytest.mark.parametrize("kwargs, says", [
     ({"method": "dorpi5"}, "unknown method 'dorpi5' (did you mean 'dopri5'?)"),
     ({"method": "rk4"}, "options=dict(step_size=h)"),
-    ({"options": {"first_step": 0.1}}, "options 'first_step' not supported by dopri5"),
+    ({"options": {"perturb": True}}, "options 'perturb' not supported by dopri5"),
+    ({"method": "rk4", "options": {"step_size": 0.1, "min_step": 0.01}},
+     "options 'min_step' are for adaptive methods"),
+    ({"options": {"controller": "pid", "safety": 0.8}},
+     "options 'safety' set Hairer's controller; controller='pid' does not take them"),
+    ({"options": {"controller": "bang"}}, "unknown controller 'bang'"),
     ({"options": {"step_size": 0.1}}, "'step_size' is for fixed-step methods"),
     ({"event_fn": lambda t, y: y[0]}, "event_fn is not supported"),
 ])
@@ -125,3 +130,50 @@ def test_it_matches_torchdiffeq_on_the_same_call():
     ours = odeint(f, y0, t)
     theirs = torchdiffeq.odeint(f, y0, t)
     assert float((ours - theirs).detach().abs().max()) < 1e-6
+
+
+class Counting(Spiral):
+    """A field with torchdiffeq's step callbacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, float, float]] = []
+
+    def callback_step(self, t0, y0, dt):
+        assert t0.dim() == 0 and dt.dim() == 0 and y0.shape == (2,)
+        self.events.append(("step", float(t0), float(dt)))
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.events.append(("accept", float(t0), float(dt)))
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.events.append(("reject", float(t0), float(dt)))
+
+
+def test_step_callbacks_are_called_as_torchdiffeq_calls_them():
+    f = Counting()
+    y0 = torch.tensor([4.0, 0.0], dtype=F64)
+    t = torch.linspace(0.0, 6.0, 4, dtype=F64)
+    odeint(f, y0, t, rtol=1e-5, atol=1e-8)
+    kinds = [e[0] for e in f.events]
+    assert kinds[::2] == ["step"] * (len(kinds) // 2)
+    assert set(kinds[1::2]) <= {"accept", "reject"}
+    accepted = [e for e in f.events if e[0] == "accept"]
+    assert accepted[0][1] == 0.0 and sum(e[2] for e in accepted) == pytest.approx(6.0)
+
+
+def test_step_bounds_first_step_and_the_pid_controller():
+    f, y0, t = _case()
+    ref = odeint(f, y0, t, rtol=1e-10, atol=1e-10)
+    for options in ({"max_step": 0.05}, {"min_step": 1e-6}, {"first_step": 1e-4},
+                    {"controller": "pid"}, {"safety": 0.8, "ifactor": 5.0, "dfactor": 0.3}):
+        ys = odeint(f, y0, t, options=options)
+        assert float((ys - ref).detach().abs().max()) < 1e-5, options
+    bounded = Counting()
+    odeint(bounded, y0.detach(), t, options={"max_step": 0.05})
+    assert max(e[2] for e in bounded.events if e[0] == "accept") <= 0.05
+    first = Counting()
+    odeint(first, y0.detach(), t, options={"first_step": 1e-4})
+    assert first.events[0] == ("step", 0.0, pytest.approx(1e-4))
+    with pytest.raises(RuntimeError, match="step_too_small"):
+        odeint(f, y0, t, rtol=1e-12, atol=1e-12, options={"min_step": 0.1})

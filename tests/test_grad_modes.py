@@ -10,6 +10,7 @@ from torch import nn
 from solvers import rk
 from solvers.base import GradMode, Status
 from solvers.gradients import check_mode, odeint
+from solvers.norms import Seminorm
 from solvers.resnet import EulerResNetSolver
 from solvers.rk import RungeKutta
 from solvers.scipy_ref import ScipyReference
@@ -98,7 +99,7 @@ def test_one_channel_equal_to_the_whole_state_changes_nothing(monkeypatch) -> No
     t = torch.tensor([0.0, 0.5, 2.0], dtype=torch.float64)
     with torch.no_grad():
         a = solver.solve(f, y0, t, rtol=1e-7, atol=1e-9)
-        b = solver.solve(f, y0, t, rtol=1e-7, atol=1e-9, error_channels=[(0, 8, 2)])
+        b = solver.solve(f, y0, t, rtol=1e-7, atol=1e-9, norm=Seminorm([(0, 8, 2)]))
     assert torch.equal(a.ys, b.ys) and a.n_steps == b.n_steps and a.nfe == b.nfe
 
 
@@ -113,10 +114,10 @@ def test_leaving_a_channel_out_of_the_norm_ignores_its_error() -> None:
     y0 = torch.ones(2, dtype=torch.float64)
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
     full = solver.solve(f, y0, t, rtol=1e-8, atol=1e-10)
-    semi = solver.solve(f, y0, t, rtol=1e-8, atol=1e-10, error_channels=[(0, 1, 1)])
+    semi = solver.solve(f, y0, t, rtol=1e-8, atol=1e-10, norm=Seminorm([(0, 1, 1)]))
     assert semi.n_steps < full.n_steps
     with pytest.raises(ValueError, match="does not fit"):
-        solver.solve(f, y0, t, error_channels=[(0, 3, 1)])
+        solver.solve(f, y0, t, norm=Seminorm([(0, 3, 1)]))
 
 
 @pytest.mark.parametrize("name", ["euler", "rk4", "dopri5"])

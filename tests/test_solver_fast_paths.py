@@ -91,24 +91,13 @@ def test_python_float_loop_matches_the_tensor_loop(solver, kw, shape, monkeypatc
     def f(tt, y):
         return lotka_volterra(tt, y) if shape else -0.5 * y * math.cos(tt)
 
-    taken = []
-    monkeypatch.setattr(rk, "adaptive_host", _spy(rk.adaptive_host, taken))
     host = solver.solve(f, y0, t, **kw)
-    assert taken, "the Python-float loop was not taken"
-    monkeypatch.setattr(rk, "HOST_MAX", 0)
-    ref = solver.solve(f, y0, t, **kw)
-    assert len(taken) == 1
+    assert host.backend == "host", "the Python-float backend was not taken"
+    ref = solver.solve(f, y0, t, backend="tensor", **kw)
+    assert ref.backend == "tensor"
     assert (host.status, host.n_accepted, host.n_rejected, host.nfe) == (
         ref.status, ref.n_accepted, ref.n_rejected, ref.nfe)
     torch.testing.assert_close(host.ys, ref.ys, rtol=1e-9, atol=1e-12)  # rounding, amplified
-
-
-def _spy(fn, calls):
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        return fn(*args, **kwargs)
-
-    return wrapper
 
 
 def test_python_float_loop_statuses() -> None:
@@ -124,15 +113,32 @@ def test_python_float_loop_statuses() -> None:
     assert torch.isnan(budget.ys[-1]).all()
 
 
-def test_python_float_loop_is_not_taken_for_float32_or_a_recorded_solve(monkeypatch) -> None:
-    taken = []
-    monkeypatch.setattr(rk, "adaptive_host", _spy(rk.adaptive_host, taken))
+def test_python_float_loop_is_not_taken_for_float32_or_a_recorded_solve() -> None:
     solver = RungeKutta(DOPRI5)
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    solver.solve(lotka_volterra, torch.ones(2), t)
-    solver.solve(lotka_volterra, torch.ones(2, dtype=torch.float64, requires_grad=True), t)
-    solver.solve(lotka_volterra, torch.ones(rk.HOST_MAX // 2 + 1, 2, dtype=torch.float64), t)
-    assert not taken
+    runs = [
+        solver.solve(lotka_volterra, torch.ones(2), t),
+        solver.solve(lotka_volterra, torch.ones(2, dtype=torch.float64, requires_grad=True), t),
+        solver.solve(lotka_volterra, torch.ones(rk.HOST_MAX // 2 + 1, 2, dtype=torch.float64), t),
+        solver.solve(lotka_volterra, torch.ones(2, dtype=torch.float64), t, record_steps=True),
+    ]
+    assert [s.backend for s in runs] == ["tensor"] * 4
+
+
+def test_a_backend_can_be_forced_and_the_solution_says_which_ran() -> None:
+    solver = RungeKutta(DOPRI5)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    big = torch.ones(rk.HOST_MAX, 2, dtype=torch.float64)  # past the automatic size
+    host = solver.solve(lotka_volterra, big, t, backend="host")
+    tensor = solver.solve(lotka_volterra, big, t)
+    assert (host.backend, tensor.backend) == ("host", "tensor")
+    assert (host.n_accepted, host.n_rejected, host.nfe) == (
+        tensor.n_accepted, tensor.n_rejected, tensor.nfe)
+    torch.testing.assert_close(host.ys, tensor.ys, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="backend='host' needs a float64 CPU state"):
+        solver.solve(lotka_volterra, torch.ones(2), t, backend="host")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; choose one of 'auto'"):
+        solver.solve(lotka_volterra, torch.ones(2), t, backend="gpu")
 
 
 @pytest.mark.parametrize("solver, kw", CASES[:1] + CASES[2:3])

@@ -28,7 +28,9 @@ backprop's (the gradient of the discrete solution) by an amount that shrinks wit
 Error control of the backward solves (adaptive solvers): a *mixed* norm, the worst of the RMS
 norms of the channels (as torchdiffeq's ``_mixed_norm``), with ``y`` and ``a`` measured per
 trajectory of a batch like the forward solve (``state_dim = y0.shape[-1]``), the parameter
-gradient as one channel per parameter tensor (a weight matrix, a bias), ``a_t`` as one.
+gradient as one channel per parameter tensor (a weight matrix, a bias), ``a_t`` as one; passed
+as ``solve(..., norm=Seminorm(...))`` (:mod:`solvers.norms`), so an adaptive solver needs the
+``norm`` capability.
 ``adjoint-seminorm`` drops the ``a_theta`` and ``a_t`` channels from the norm: they never
 feed back into the dynamics, so their local error does not propagate and need not limit the
 step (Kidger, Chen, Lyons, "Hey, that's not an ODE: faster ODE adjoints via seminorms", ICML
@@ -43,7 +45,7 @@ over the whole span, walked in reverse. When the output times lie on the grid th
 are exactly the forward steps reversed. This is still the continuous adjoint discretised, not
 backprop's discrete adjoint: each backward step evaluates the Jacobian at the backward
 reconstruction of ``y``, so for Euler (order 1) the two gradients differ by O(h), for RK4 by
-O(h^4). A plugin fixed-step solver without ``step_grid`` gets
+O(h^4). A plugin fixed-step solver without the ``step_grid`` capability gets
 ``max(1, round(n_steps * |t_i - t_{i-1}| / |t_N - t_0|))`` uniform steps per interval.
 ``adjoint-seminorm`` equals ``adjoint`` for fixed-step solvers.
 """
@@ -52,11 +54,11 @@ from __future__ import annotations
 
 import torch
 
-from solvers.base import Solution
-from solvers.norms import check_channels
-from solvers.gradients.common import Run, accepts
+from solvers.base import Capability, Solution
+from solvers.gradients.common import Run, capabilities_of
 from solvers.gradients.vjp import flatten, vjp
-from solvers.rk import fixed_grid
+from solvers.norms import Seminorm, check_channels
+from solvers.output import fixed_grid
 
 
 def _interval_grid(forward: list[float], a: float, b: float, eps: float) -> list[float]:
@@ -129,13 +131,13 @@ class _Adjoint(torch.autograd.Function):
                 if need_t:
                     channels.append((2 * n + n_p, 2 * n + n_p + 1, 1))
             # checked once: the backward solves share one Segments (and its index tensors)
-            extra["error_channels"] = check_channels(channels, 2 * n + n_p + int(need_t))
+            extra["norm"] = Seminorm(check_channels(channels, 2 * n + n_p + int(need_t)))
         kwargs = dict(run.backward_kwargs or run.solve_kwargs)
         n_steps = kwargs.pop("n_steps", None)
         forward_grid = None
         if not adaptive and n_steps is not None:
             forward_grid, _ = fixed_grid(times[0], times[-1], n_steps)
-        use_grid = not adaptive and accepts(run.solver, "step_grid")
+        use_grid = not adaptive and Capability.STEP_GRID in capabilities_of(run.solver)
         eps = torch.finfo(like.dtype).eps
 
         a = g[-1].reshape(-1)

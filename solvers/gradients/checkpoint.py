@@ -9,7 +9,10 @@ gradient through it and drops it. This is checkpointing at every step, the simpl
 of Griewank & Walther ("Evaluating Derivatives", 2nd ed., SIAM 2008, ch. 12; Griewank,
 "Achieving logarithmic growth of temporal and spatial complexity in reverse automatic
 differentiation", 1992): memory is the stored states plus one step's graph, time about one
-more forward pass. Rejected steps are not replayed: they do not touch the output.
+more forward pass. Rejected steps are not replayed: they do not touch the output. A solver
+offers the mode by declaring the capabilities ``record_steps`` (``solve(..., record_steps=True)``
+fills :attr:`~solvers.base.Solution.steps`) and ``replay_step`` (the method above; see
+``RungeKutta.replay_step`` for its contract).
 
 The gradient is backprop's: the same ops on the same values, only the order in which the
 contributions are added differs (per-step sums of the parameter gradient are added to the total,
@@ -29,7 +32,7 @@ import torch
 from solvers.base import Solution, StepRecord
 from solvers.gradients import times
 from solvers.gradients.common import Run, row_rhs
-from solvers.rk import OutputCollector
+from solvers.output import OutputCollector
 
 
 class _Checkpoint(torch.autograd.Function):

@@ -8,14 +8,13 @@ of one differentiable solve, and collects what the forward and backward passes r
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from solvers.base import RHS, GradMode, Solution, Solver, Status
+from solvers.base import RHS, Capability, GradMode, Solution, Solver, Status
 
 
 @dataclass
@@ -66,9 +65,17 @@ class GradSolve:
     backward: BackwardStats = field(default_factory=BackwardStats)
 
 
+BACKWARD_OPTIONS = ("controller",)
+"""The solve options the adjoint's backward solves share with the forward solve: the step-size
+controller is part of the method. A ``callback`` sees the forward solve only; a ``backend`` is
+the forward solve's (the backward solves take the solver's default: ``host`` could not run the
+augmented state's seminorm)."""
+
+
 @dataclass
 class Run:
-    """One differentiable solve: the solver, ``f``, ``t`` and the solve keywords."""
+    """One differentiable solve: the solver, ``f``, ``t`` and the solve keywords (tolerances,
+    step counts and the solver's options, see :class:`~solvers.base.Capability`)."""
 
     solver: Solver
     f: RHS
@@ -77,12 +84,13 @@ class Run:
     params: tuple[torch.Tensor, ...]
     solution: Solution | None = None
     backward: BackwardStats = field(default_factory=BackwardStats)
-    # the adjoint's backward solves: these keywords where given (their own tolerances), else
-    # the forward solve's
+    # the adjoint's backward solves: these keywords where given (their own tolerances, the
+    # BACKWARD_OPTIONS), else the forward solve's
     backward_kwargs: dict[str, Any] | None = None
 
     def solve(self, f: RHS, y0: torch.Tensor, t: torch.Tensor, **extra: Any) -> Solution:
-        return self.solver.solve(f, y0, t, **self.solve_kwargs, **extra)
+        """The forward solve; ``extra`` (a mode's own options) overrides the given ones."""
+        return self.solver.solve(f, y0, t, **(self.solve_kwargs | extra))
 
 
 def row_rhs(f: RHS, shape: torch.Size) -> Callable[[float, torch.Tensor], torch.Tensor]:
@@ -92,11 +100,6 @@ def row_rhs(f: RHS, shape: torch.Size) -> Callable[[float, torch.Tensor], torch.
         return f(tt, yy.view(shape)).reshape(1, -1)
 
     return fv
-
-
-def accepts(solver: Solver, keyword: str) -> bool:
-    """Whether ``solver.solve`` takes the keyword (a capability, asked, not assumed)."""
-    return keyword in inspect.signature(solver.solve).parameters
 
 
 def parameters_of(f: RHS, params: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
@@ -116,41 +119,94 @@ def parameters_of(f: RHS, params: Sequence[torch.Tensor] | None) -> tuple[torch.
 _WHY = {
     GradMode.BACKPROP: "autograd must be able to record its operations (a torch solver)",
     GradMode.ADJOINT: "the adjoint solves the augmented system with the same torch solver",
-    GradMode.ADJOINT_SEMINORM: (
-        "the seminorm adjoint needs a torch solver whose `solve` takes `error_channels`"
-    ),
+    GradMode.ADJOINT_SEMINORM: "the adjoint solves the augmented system with the same torch solver",
+    GradMode.CHECKPOINT: "checkpointing records the accepted steps and replays them one by one",
+}
+
+# what each mode asks of a solver, and why (a solver with OWN_GRADIENTS asks nothing of them)
+_NEEDS_WHY = {
     GradMode.CHECKPOINT: (
-        "checkpointing needs `solve(..., record_steps=True)` and `replay_step` (RK engine)"
+        "the forward solve keeps its accepted steps (`solve(..., record_steps=True)`) and the "
+        "backward pass rebuilds each one's graph (`replay_step`)"
+    ),
+    GradMode.ADJOINT: (
+        "the adaptive backward solves measure their error with the adjoint's channel norm "
+        "(`solve(..., norm=solvers.norms.Seminorm(...))`)"
+    ),
+    GradMode.ADJOINT_SEMINORM: (
+        "the adaptive backward solves measure their error with the adjoint's seminorm "
+        "(`solve(..., norm=solvers.norms.Seminorm(...))`)"
     ),
 }
+
+
+def capabilities_of(solver: Solver) -> frozenset[Capability]:
+    """The solver's declared :class:`~solvers.base.Capability` set (none if it declares none)."""
+    return frozenset(Capability(c) for c in getattr(solver, "capabilities", ()))
+
+
+def needs(solver: Solver, mode: GradMode) -> tuple[Capability, ...]:
+    """The capabilities ``mode`` asks of ``solver``, in a fixed order.
+
+    ``checkpoint``: ``record_steps`` and ``replay_step``; ``adjoint``, ``adjoint-seminorm`` on
+    an adaptive solver: ``norm`` (the channel norm of the backward solves; a fixed-step solver
+    needs none, and retraces the forward grid where it has ``step_grid``). None for a solver
+    with ``own_gradients``: it computes the modes itself (:mod:`.api`).
+    """
+    if Capability.OWN_GRADIENTS in capabilities_of(solver):
+        return ()
+    if mode == GradMode.CHECKPOINT:
+        return (Capability.RECORD_STEPS, Capability.REPLAY_STEP)
+    if mode in (GradMode.ADJOINT, GradMode.ADJOINT_SEMINORM) and getattr(solver, "adaptive",
+                                                                         False):
+        return (Capability.NORM,)
+    return ()
+
+
+def missing(solver: Solver, mode: GradMode) -> tuple[Capability, ...]:
+    """The capabilities ``mode`` needs that ``solver`` does not declare."""
+    have = capabilities_of(solver)
+    return tuple(c for c in needs(solver, mode) if c not in have)
+
+
+def supported_modes(solver: Solver) -> tuple[GradMode, ...]:
+    """The modes of the solver's ``grad_modes`` whose capabilities it declares."""
+    declared = (GradMode(x) for x in getattr(solver, "grad_modes", (GradMode.NONE,)))
+    return tuple(m for m in declared if not missing(solver, m))
 
 
 def check_mode(solver: Solver, mode: GradMode | str) -> GradMode:
     """Refuse, before any run, a gradient mode the solver cannot do.
 
-    Returns the mode as a :class:`GradMode`; raises ``ValueError`` naming the solver, why the
-    mode needs what it lacks, and the modes it supports (its ``grad_modes``).
+    A mode must be in the solver's ``grad_modes`` and the solver must declare the capabilities
+    the mode needs (:func:`needs`). Returns the mode as a :class:`GradMode`; raises
+    ``ValueError`` naming the solver, what it lacks and why the mode needs it, and the modes it
+    supports.
     """
     try:
         m = GradMode(mode)
     except ValueError:
         allowed = ", ".join(repr(x.value) for x in GradMode)
         raise ValueError(f"unknown gradient mode {mode!r}; choose one of {allowed}") from None
-    supported = tuple(GradMode(x) for x in getattr(solver, "grad_modes", (GradMode.NONE,)))
-    lacks = m not in supported
-    if not lacks and m == GradMode.CHECKPOINT:
-        lacks = not (accepts(solver, "record_steps") and hasattr(solver, "replay_step"))
-    if (not lacks and m == GradMode.ADJOINT_SEMINORM and getattr(solver, "adaptive", False)
-            and not hasattr(solver, "odeint_grad")):  # a peer's own adjoint: see .api
-        lacks = not accepts(solver, "error_channels")
-    if lacks:
-        name = getattr(solver, "name", type(solver).__name__)
+    declared = tuple(GradMode(x) for x in getattr(solver, "grad_modes", (GradMode.NONE,)))
+    lacks = missing(solver, m)
+    if m in declared and not lacks:
+        return m
+    name = getattr(solver, "name", "") or type(solver).__name__
+    if m not in declared:
         why = _WHY.get(m, "")
         if not getattr(solver, "differentiable", True):
             why = "it is not a torch solver (autograd cannot record it, and it has no adjoint)"
-        modes = ", ".join(repr(GradMode(x).value) for x in supported)
-        raise ValueError(
-            f"solver {name!r} does not support gradient mode {m.value!r}: {why}; "
-            f"{name!r} supports: {modes}"
+    else:
+        caps = ", ".join(c.value for c in lacks)
+        word = "capability" if len(lacks) == 1 else "capabilities"
+        why = (
+            f"it lacks the {word} {caps} ({_NEEDS_WHY[m]}; a solver offers them by "
+            "implementing them and declaring them in its `capabilities`, "
+            "solvers.base.Capability)"
         )
-    return m
+    modes = ", ".join(repr(x.value) for x in supported_modes(solver))
+    raise ValueError(
+        f"solver {name!r} does not support gradient mode {m.value!r}: {why}; "
+        f"{name!r} supports: {modes}"
+    )

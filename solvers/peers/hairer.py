@@ -25,7 +25,8 @@ with and without ``solout``): ``NFCN`` equals the calls of ``f``.
 ``max_steps`` is the code's ``NMAX`` (``nsteps``): attempted steps, the budget shared by all the
 calls (each gets what the previous ones left). Failures (``IDID < 0``): -2 -> ``max_steps``;
 -3 (step size too small) -> ``step_too_small``; -4 (probably stiff) -> ``stiff``; -1 ->
-``error``; each with scipy's message.
+``error``; each with scipy's message. A state that is not finite is
+:class:`~solvers.base.Solver`'s ``nonfinite``.
 """
 
 from __future__ import annotations
@@ -37,17 +38,7 @@ import torch
 from scipy.integrate import ode
 
 from harness.registry import register_solver
-from solvers.base import (
-    RHS,
-    GradMode,
-    Solution,
-    Solver,
-    Status,
-    check_max_steps,
-    check_times,
-    tolerances,
-)
-from solvers.rk import DEFAULT_MAX_STEPS
+from solvers.base import DEFAULT_MAX_STEPS, GradMode, Request, Solution, Solver, Status
 
 CODES: dict[str, int] = {"dopri5": 5, "dop853": 8}  # Hairer's code -> classical order
 
@@ -79,25 +70,13 @@ class HairerSolver(Solver):
             "time in turn, so output times end steps (and restart the code)"
         )
 
-    def solve(
-        self,
-        f: RHS,
-        y0: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        n_steps: int | None = None,
-        max_steps: int | None = None,
-    ) -> Solution:
+    def _solve(self, request: Request) -> Solution:
         """Integrate with Hairer's code to each time of ``t``; ``rtol`` (default 1e-6), ``atol``
         (default 1e-9), ``max_steps`` (attempted steps, default 100 000)."""
-        check_times(t)
-        rtol, atol = tolerances(rtol, atol)
-        check_max_steps(max_steps)
-        budget = max_steps or DEFAULT_MAX_STEPS
+        f, y0, times = request.f, request.y0, request.times
+        rtol, atol = request.rtol, request.atol
+        budget = request.max_steps or DEFAULT_MAX_STEPS
         shape, dtype, device = y0.shape, y0.dtype, y0.device
-        times = [float(x) for x in t.tolist()]
 
         def fun(tt: float, yy: np.ndarray) -> np.ndarray:
             y = torch.as_tensor(yy, device=device).to(dtype).view(shape)
@@ -136,8 +115,6 @@ class HairerSolver(Solver):
                 out[i] = y
                 reached = ti
         ys = torch.from_numpy(out).to(device=device, dtype=dtype).view(len(times), *shape)
-        if status == Status.OK and not bool(torch.isfinite(ys).all()):
-            status, message = Status.NONFINITE, f"hairer {self.code}: the state became inf/NaN"
         nfcn, nstep, naccpt, _ = (int(c) for c in counts)
         return Solution(
             ys=ys,

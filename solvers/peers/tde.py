@@ -9,8 +9,8 @@ Gradient modes: ``backprop`` is its ``odeint`` (autograd through its steps, incl
 step-size computation, which it does not detach); ``adjoint`` is its ``odeint_adjoint`` with
 ``adjoint_params`` = the parameters asked for; ``adjoint-seminorm`` is ``odeint_adjoint`` with
 ``adjoint_options=dict(norm="seminorm")`` (for the fixed-step methods it equals ``adjoint``).
-The solver hands the gradient modes to torchdiffeq through ``odeint_grad`` (see
-:func:`solvers.gradients.odeint`).
+The solver declares ``Capability.OWN_GRADIENTS`` and hands the gradient modes to torchdiffeq
+through ``odeint_grad`` (see :func:`solvers.gradients.odeint`).
 
 Fixed-step methods: torchdiffeq steps on a grid from ``t[0]`` to ``t[-1]`` and interpolates
 *linearly* between grid points to the requested times (its default ``interp="linear"``), so
@@ -28,7 +28,8 @@ Adaptive methods take ``rtol``/``atol`` and ``options=dict(max_num_steps=max_ste
 torchdiffeq's ``max_num_steps`` bounds the *attempted* steps of each output interval (its
 counter restarts at every requested time), not of the whole solve. Its failures are assertions:
 ``max_num_steps exceeded`` -> ``max_steps``; ``underflow in dt`` -> ``step_too_small``;
-``non-finite values`` -> ``nonfinite``; anything else -> ``error`` with the message.
+``non-finite values`` -> ``nonfinite``; anything else -> ``error`` with the message. Outputs
+that are not finite without an assertion are :class:`~solvers.base.Solver`'s ``nonfinite``.
 
 Counts: torchdiffeq reports none. ``nfe`` is the calls of ``f`` this wrapper passed on (the
 harness's wrapper sees the same calls). ``n_steps`` is derived from it: the attempted steps,
@@ -51,18 +52,18 @@ from torch import nn
 
 from harness.registry import register_solver
 from solvers.base import (
+    DEFAULT_MAX_STEPS,
     RHS,
+    Capability,
     GradMode,
+    Request,
     Solution,
     Solver,
     Status,
-    check_max_steps,
-    check_times,
-    tolerances,
+    finite_rows,
 )
 from solvers.gradients.common import BackwardStats
 from solvers.peers import optional_import
-from solvers.rk import DEFAULT_MAX_STEPS
 
 MISSING: list[str] = []
 torchdiffeq = optional_import("torchdiffeq", MISSING)
@@ -126,6 +127,7 @@ class TorchdiffeqSolver(Solver):
     """One torchdiffeq method behind our contract (forward solve and gradient modes)."""
 
     differentiable = True
+    capabilities = frozenset({Capability.OWN_GRADIENTS})  # odeint_grad: torchdiffeq's adjoint
 
     def __init__(self, name: str) -> None:
         if torchdiffeq is None:
@@ -143,19 +145,12 @@ class TorchdiffeqSolver(Solver):
 
     # -- the options torchdiffeq takes ---------------------------------------------------
 
-    def _options(self, t: torch.Tensor, rtol, atol, n_steps, max_steps) -> dict[str, Any]:
+    def _options(self, req: Request) -> dict[str, Any]:
         if self.adaptive:
-            rtol, atol = tolerances(rtol, atol)
-            check_max_steps(max_steps)
-            opts = {"max_num_steps": max_steps or DEFAULT_MAX_STEPS}
-            return {"rtol": rtol, "atol": atol, "method": self.method, "options": opts}
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(
-                f"`n_steps` must be a positive int for the fixed-step {self.name!r}; "
-                f"got {n_steps!r}"
-            )
-        span = abs(float(t[-1] - t[0]))
-        grid = _uniform_grid(n_steps, span)
+            opts = {"max_num_steps": req.max_steps or DEFAULT_MAX_STEPS}
+            return {"rtol": req.rtol, "atol": req.atol, "method": self.method, "options": opts}
+        span = abs(req.times[-1] - req.times[0])
+        grid = _uniform_grid(req.n_steps, span)
         return {"method": self.method, "options": {"grid_constructor": grid}}
 
     def _solution(self, ys, field: _Field, t, n_steps, status=Status.OK, message="",
@@ -190,29 +185,16 @@ class TorchdiffeqSolver(Solver):
 
     # -- the contract ----------------------------------------------------------------------
 
-    def solve(
-        self,
-        f: RHS,
-        y0: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        n_steps: int | None = None,
-        max_steps: int | None = None,
-    ) -> Solution:
+    def _solve(self, request: Request) -> Solution:
         """``torchdiffeq.odeint``; differentiable by autograd (``backprop``)."""
-        check_times(t)
-        kw = self._options(t, rtol, atol, n_steps, max_steps)
-        field = _Field(f)
+        kw = self._options(request)
+        y0, t, n_steps = request.y0, request.t, request.n_steps
+        field = _Field(request.f)
         try:
             ys = torchdiffeq.odeint(field, y0, t, **kw)
         except (AssertionError, RuntimeError) as exc:
             return self._failed(exc, field, y0, t, n_steps)
-        status, message = Status.OK, ""
-        if not bool(torch.isfinite(ys).all()):
-            status, message = Status.NONFINITE, f"torchdiffeq {self.method}: inf/NaN in ys"
-        return self._solution(ys, field, t, n_steps, status, message)
+        return self._solution(ys, field, t, n_steps)
 
     def odeint_grad(
         self,
@@ -227,6 +209,7 @@ class TorchdiffeqSolver(Solver):
         atol: float | None = None,
         n_steps: int | None = None,
         max_steps: int | None = None,
+        **options: Any,
     ) -> tuple[torch.Tensor, Solution]:
         """The gradient modes by torchdiffeq itself (the hook :func:`solvers.gradients.odeint`
         calls): ``backprop`` = ``odeint``; ``adjoint``/``adjoint-seminorm`` = ``odeint_adjoint``.
@@ -234,15 +217,16 @@ class TorchdiffeqSolver(Solver):
         ``backward.nfe`` counts the calls of ``f`` in the backward pass (the adjoint's
         augmented evaluations); torchdiffeq reports no backward steps, so ``backward.n_steps``
         and ``n_rejected`` are -1 for the adjoint (0 for backprop, which does not call ``f``).
+        ``options`` are checked as :meth:`solve` checks them (torchdiffeq takes none of ours).
         """
         if mode == GradMode.BACKPROP:
             sol = self.solve(f, y0, t, rtol=rtol, atol=atol, n_steps=n_steps,
-                             max_steps=max_steps)
+                             max_steps=max_steps, **options)
             if sol.ys.requires_grad:
                 sol.ys.register_hook(lambda g: _mark(backward))
             return sol.ys, sol
-        check_times(t)
-        kw = self._options(t, rtol, atol, n_steps, max_steps)
+        req = self.request(f, y0, t, rtol, atol, n_steps, max_steps, options)
+        kw = self._options(req)
         adjoint_options = dict(kw["options"])
         if mode == GradMode.ADJOINT_SEMINORM and self.adaptive:
             adjoint_options["norm"] = "seminorm"
@@ -252,15 +236,13 @@ class TorchdiffeqSolver(Solver):
                 field, y0, t, adjoint_params=tuple(params), adjoint_options=adjoint_options, **kw
             )
         except (AssertionError, RuntimeError) as exc:
-            sol = self._failed(exc, field, y0, t, n_steps)
+            sol = self._failed(exc, field, y0, t, req.n_steps)
             return sol.ys, sol
         field.backward_phase(backward)
         backward.n_solves = len(t) - 1
         backward.n_steps = backward.n_rejected = backward.n_accepted = -1
-        status, message = Status.OK, ""
-        if not bool(torch.isfinite(ys).all()):
-            status, message = Status.NONFINITE, f"torchdiffeq {self.method}: inf/NaN in ys"
-        return ys, self._solution(ys, field, t, n_steps, status, message)
+        sol = finite_rows(self._solution(ys, field, t, req.n_steps), req.times)
+        return sol.ys, sol
 
 
 def _mark(backward: BackwardStats) -> None:

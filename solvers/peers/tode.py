@@ -27,8 +27,9 @@ trajectory that took the most steps (the solve loop runs that many times), ``n_r
 rejections. Status: torchode's codes (``SUCCESS``, ``GENERAL_ERROR``, ``REACHED_DT_MIN``,
 ``REACHED_MAX_STEPS``, ``INFINITE_NORM``) map to ``ok``, ``error``, ``step_too_small``,
 ``max_steps``, ``nonfinite``; the batch's status is the first failing trajectory's, and output
-times a trajectory did not reach are NaN. ``max_steps`` is torchode's ``max_steps``: attempted
-steps of each trajectory.
+times a trajectory did not reach are NaN (outputs that are not finite after a ``SUCCESS`` are
+:class:`~solvers.base.Solver`'s ``nonfinite``). ``max_steps`` is torchode's ``max_steps``:
+attempted steps of each trajectory.
 
 Gradient modes: ``backprop`` (torchode's ``AutoDiffAdjoint``: autograd through its steps). It
 also has ``BacksolveAdjoint``, which vmaps a per-sample VJP with ``torch.func.functional_call``
@@ -41,18 +42,8 @@ from __future__ import annotations
 import torch
 
 from harness.registry import register_solver
-from solvers.base import (
-    RHS,
-    GradMode,
-    Solution,
-    Solver,
-    Status,
-    check_max_steps,
-    check_times,
-    tolerances,
-)
+from solvers.base import DEFAULT_MAX_STEPS, GradMode, Request, Solution, Solver, Status
 from solvers.peers import optional_import
-from solvers.rk import DEFAULT_MAX_STEPS
 
 MISSING: list[str] = []
 torchode = optional_import("torchode", MISSING)
@@ -89,22 +80,11 @@ class TorchodeSolver(Solver):
             "per-trajectory steps"
         )
 
-    def solve(
-        self,
-        f: RHS,
-        y0: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        n_steps: int | None = None,
-        max_steps: int | None = None,
-    ) -> Solution:
+    def _solve(self, request: Request) -> Solution:
         """``AutoDiffAdjoint(...).solve``; ``rtol``/``atol``/``max_steps`` as documented above;
         ``n_steps`` is not used by an adaptive method."""
-        check_times(t)
-        rtol, atol = tolerances(rtol, atol)
-        check_max_steps(max_steps)
+        f, y0, t = request.f, request.y0, request.t
+        rtol, atol, max_steps = request.rtol, request.atol, request.max_steps
         if y0.ndim == 0:
             raise ValueError("`y0` must have at least one dimension (the state)")
         shape = y0.shape
@@ -157,11 +137,8 @@ class TorchodeSolver(Solver):
         n_steps = int(steps[worst])
         n_acc = int(stats["n_accepted"][worst])
         reached = min(n_init)
-        ys_out = ys.transpose(0, 1).reshape(len(t), *shape)
-        if status == Status.OK and not bool(torch.isfinite(ys_out).all()):
-            status, message = Status.NONFINITE, f"torchode {self._method}: inf/NaN in ys"
         return Solution(
-            ys=ys_out,
+            ys=ys.transpose(0, 1).reshape(len(t), *shape),
             status=status,
             message=message,
             n_steps=n_steps,
