@@ -1,6 +1,21 @@
 """Compare two run folders case by case: what got slower or faster, and what changed at all.
 
-Cases are matched by ``case_id``. Two kinds of figures are compared, by different rules:
+Cases are matched by their identity: ``case_id`` (less the ``/controller=...`` and
+``/backend=...`` parts a suite that asks for them adds, :func:`base_id`) with the step-size
+``controller`` and the arithmetic ``backend`` the row records (a run written before those
+columns records ``""``).
+dopri5 under the Hairer controller in A is compared with dopri5 under the Hairer controller in
+B, never with dopri5 under PID. After the exact matches, a row left over on each side with the
+same case id is paired where that is unambiguous (one candidate each way) and nothing recorded
+on both sides tells them apart: a controller recorded on one side only (a run from before the
+column against one after it) does not keep two rows apart, two recorded controllers that
+differ always do. Two recorded backends that differ (``host`` in A, ``tensor`` in B: the fast
+path for small states no longer taken) are the same case run differently: they are paired,
+the backend change is listed as a change, and the time is compared, as that is where such a
+change shows. Where a case id alone does not name one row, the case is shown with its
+controller (and backend): ``solve/.../b1 · pid``.
+
+Two kinds of figures are compared, by different rules:
 
 - **Wall time** is noisy. Following asv (airspeed velocity, ``asv compare`` and
   ``asv.step_detect``/``asv.statistics``), a time counts as changed only when the ratio of the
@@ -37,6 +52,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +260,7 @@ class FigureChange:
 
 @dataclass(frozen=True)
 class CaseComparison:
-    case_id: str
+    case_id: str  # as shown: the row's case_id, plus " · controller" where the id is shared
     problem: str
     solver: str
     status_a: str
@@ -255,6 +271,8 @@ class CaseComparison:
     # why its time was not compared although both sides are ok: "" when it was (or could
     # not be), else e.g. "B ran it on the dask executor"
     untimed: str = ""
+    controller: str = ""  # the step-size controller (B's, else A's); "" where not recorded
+    backend: str = ""  # the backend (B's, else A's); "" where not recorded
 
     @property
     def regression(self) -> bool:
@@ -531,17 +549,157 @@ def untimed_why(ra: pd.Series, rb: pd.Series) -> str:
     return "; ".join(why)
 
 
+IDENTITY: tuple[str, ...] = ("controller", "backend")
+"""The columns that, with ``case_id``, say which case a row is (``""`` where not recorded)."""
+CONTROLLER, BACKEND = IDENTITY
+
+
+_ID_SETTING = re.compile(r"/(?:controller|backend)=[^/]*")
+"""The parts of a case id that name a controller or backend the suite asked for
+(``.../b1/controller=pid``: :attr:`harness.suite.Case.case_id`); the row's own columns say
+which ran, so the match reads those instead."""
+
+
+def base_id(case_id: str) -> str:
+    """``case_id`` without its ``/controller=...`` and ``/backend=...`` parts, so that a
+    default run's ``.../b1`` (controller hairer) and a suite's ``.../b1/controller=hairer``
+    are the same case."""
+    return _ID_SETTING.sub("", case_id)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row of a run and its identity."""
+
+    row: pd.Series
+    case_id: str  # as written
+    base: str  # :func:`base_id` of it
+    controller: str
+    backend: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.base, self.controller, self.backend)
+
+
+def identity_of(row: pd.Series) -> tuple[str, str, str]:
+    """``(base case id, controller, backend)``: what a row is matched by (:func:`base_id`);
+    a controller or backend that is missing (a run written before the column) or empty is
+    ``""``."""
+    return (base_id(str(row["case_id"])), _label(row.get(CONTROLLER)) or "",
+            _label(row.get(BACKEND)) or "")
+
+
+def _rows(df: pd.DataFrame) -> list[_Row]:
+    """Each row of ``df`` once per identity (a later duplicate is left out, as the loader
+    leaves out a repeated case)."""
+    seen: dict[tuple[str, str, str], _Row] = {}
+    for _, r in df.iterrows():
+        key = identity_of(r)
+        seen.setdefault(key, _Row(r, str(r["case_id"]), *key))
+    return list(seen.values())
+
+
+def _compatible(a: _Row, b: _Row) -> bool:
+    """Whether two leftover rows of one case id may be the same case: their controllers agree
+    or one side does not record it (backends may differ: the change is listed)."""
+    return a.controller == b.controller or not a.controller or not b.controller
+
+
+def match_rows(df_a: pd.DataFrame, df_b: pd.DataFrame
+               ) -> tuple[list[tuple[_Row, _Row]], list[_Row], list[_Row]]:
+    """(pairs, rows only in A, rows only in B), A's order: exact identities first, then the
+    leftovers of one (base) case id paired where each has exactly one :func:`_compatible`
+    partner."""
+    return _match(_rows(df_a), _rows(df_b))
+
+
+def _match(rows_a: list[_Row], rows_b: list[_Row]
+           ) -> tuple[list[tuple[_Row, _Row]], list[_Row], list[_Row]]:
+    by_key_b = {r.key: r for r in rows_b}
+    matched: dict[int, _Row] = {}  # index in rows_a -> its B row
+    used_b: set[tuple[str, str, str]] = set()
+    for i, ra in enumerate(rows_a):
+        rb = by_key_b.get(ra.key)
+        if rb is not None:
+            matched[i] = rb
+            used_b.add(rb.key)
+    left_a: dict[str, list[int]] = {}  # base id -> A's leftover rows (their index)
+    for i, ra in enumerate(rows_a):
+        if i not in matched:
+            left_a.setdefault(ra.base, []).append(i)
+    left_b: dict[str, list[_Row]] = {}
+    for rb in rows_b:
+        if rb.key not in used_b and rb.base in left_a:
+            left_b.setdefault(rb.base, []).append(rb)
+    for i in [i for ids in left_a.values() for i in ids]:
+        ra = rows_a[i]
+        others = [rb for rb in left_b.get(ra.base, []) if _compatible(ra, rb)]
+        if len(others) != 1:
+            continue
+        rivals = [j for j in left_a[ra.base]
+                  if j not in matched and _compatible(rows_a[j], others[0])]
+        if rivals == [i]:
+            matched[i] = others[0]
+            used_b.add(others[0].key)
+            left_b[ra.base].remove(others[0])
+    pairs = [(rows_a[i], matched[i]) for i in sorted(matched)]
+    only_a = [ra for i, ra in enumerate(rows_a) if i not in matched]
+    only_b = [rb for rb in rows_b if rb.key not in used_b]
+    return pairs, only_a, only_b
+
+
+def _display_names(rows_a: Sequence[_Row], rows_b: Sequence[_Row], only_a: Sequence[_Row],
+                   only_b: Sequence[_Row]) -> dict[tuple[str, str, str], str]:
+    """The name each row is shown by: its case id, plus `` · controller`` where that id
+    alone does not name one case (one run holds it twice, or the runs record two different
+    controllers for it), plus `` · backend`` where even that does not (one run holds the id
+    and controller twice, or each run has one left over)."""
+    per_run: set[str] = set()  # case ids a run holds more than once
+    twice: set[tuple[str, str]] = set()  # (case id, controller) a run holds more than once
+    for rows in (rows_a, rows_b):
+        ids = pd.Series([r.case_id for r in rows], dtype=object)
+        per_run |= set(ids[ids.duplicated()])
+        both = pd.Series([(r.case_id, r.controller) for r in rows], dtype=object)
+        twice |= set(both[both.duplicated()])
+    twice |= ({(r.case_id, r.controller) for r in only_a}
+              & {(r.case_id, r.controller) for r in only_b})
+    named: dict[str, set[str]] = {}
+    for r in (*rows_a, *rows_b):
+        if r.controller:
+            named.setdefault(r.case_id, set()).add(r.controller)
+    out = {}
+    for r in (*rows_a, *rows_b):
+        parts = [r.case_id]
+        if r.case_id in per_run or len(named.get(r.case_id, ())) > 1:
+            parts.append(r.controller or "controller not recorded")
+        if (r.case_id, r.controller) in twice:
+            parts.append(r.backend or "backend not recorded")
+        out[r.key] = " · ".join(parts)
+    return out
+
+
+def _backend_change(a: _Row, b: _Row) -> list[FigureChange]:
+    """The backend as a listed change where both sides record it and it differs (not worse
+    in itself: the time says whether it cost)."""
+    if a.backend and b.backend and a.backend != b.backend:
+        return [FigureChange(BACKEND, "backend", a.backend, b.backend, worse=False)]
+    return []
+
+
 def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, *, factor: float = DEFAULT_FACTOR,
                    use_stats: bool = True, times: bool = True, trusted_only: bool = False
                    ) -> tuple[list[CaseComparison], list[str], list[str]]:
-    """(matched cases, case ids only in A, only in B); ``times=False`` compares only the
-    deterministic figures; ``trusted_only`` leaves out the times of cases that
-    :func:`untimed_why` gives a reason for (each case's ``untimed`` says it)."""
-    a = {str(r["case_id"]): r for _, r in df_a.iterrows()}
-    b = {str(r["case_id"]): r for _, r in df_b.iterrows()}
+    """(matched cases, cases only in A, only in B), matched by :func:`match_rows`;
+    ``times=False`` compares only the deterministic figures; ``trusted_only`` leaves out the
+    times of cases that :func:`untimed_why` gives a reason for (each case's ``untimed`` says
+    it). A case is named by its case id, with its controller where that id is shared."""
+    rows_a, rows_b = _rows(df_a), _rows(df_b)
+    pairs, only_a, only_b = _match(rows_a, rows_b)
+    names = _display_names(rows_a, rows_b, only_a, only_b)
     cases: list[CaseComparison] = []
-    for cid in [c for c in a if c in b]:
-        ra, rb = a[cid], b[cid]
+    for xa, xb in pairs:
+        ra, rb = xa.row, xb.row
         st_a, st_b = str(ra.get("status")), str(rb.get("status"))
         time = None
         untimed = ""
@@ -558,11 +716,13 @@ def compare_frames(df_a: pd.DataFrame, df_b: pd.DataFrame, *, factor: float = DE
         else:
             mark = Mark.SAME
         cases.append(CaseComparison(
-            case_id=cid, problem=str(rb.get("problem")), solver=str(rb.get("solver")),
+            case_id=names[xb.key], problem=str(rb.get("problem")), solver=str(rb.get("solver")),
             status_a=st_a, status_b=st_b, mark=mark, time=time,
-            figures=tuple(_figures(ra, rb, st_a, st_b)), untimed=untimed,
+            figures=tuple(_backend_change(xa, xb) + _figures(ra, rb, st_a, st_b)),
+            untimed=untimed, controller=xb.controller or xa.controller,
+            backend=xb.backend or xa.backend,
         ))
-    return cases, [c for c in a if c not in b], [c for c in b if c not in a]
+    return cases, [names[r.key] for r in only_a], [names[r.key] for r in only_b]
 
 
 def hardware_pairs(df_a: pd.DataFrame, df_b: pd.DataFrame) -> dict[tuple[str, str], int]:
@@ -570,10 +730,10 @@ def hardware_pairs(df_a: pd.DataFrame, df_b: pd.DataFrame) -> dict[tuple[str, st
     without a label are left out (their run's meta.json says where they ran)."""
     if "hardware" not in df_a or "hardware" not in df_b:
         return {}
-    a = {str(r["case_id"]): _label(r.get("hardware")) for _, r in df_a.iterrows()}
+    pairs, _, _ = match_rows(df_a, df_b)
     out: dict[tuple[str, str], int] = {}
-    for _, r in df_b.iterrows():
-        hw_a, hw_b = a.get(str(r["case_id"])), _label(r.get("hardware"))
+    for xa, xb in pairs:
+        hw_a, hw_b = _label(xa.row.get("hardware")), _label(xb.row.get("hardware"))
         if hw_a is not None and hw_b is not None and hw_a != hw_b:
             out[(hw_a, hw_b)] = out.get((hw_a, hw_b), 0) + 1
     return dict(sorted(out.items()))

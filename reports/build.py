@@ -54,6 +54,7 @@ from reports.placement import (
     executor_counts,
     hardware_counts,
     hardware_varies,
+    mixed_backend_text,
     untrusted_timing_text,
 )
 from reports.summary import add_series, ok_rows
@@ -312,6 +313,9 @@ class _Context:
         self.timing = timing_statement(meta, all_rows)
         # ... and, where some cases ran beside others, that their times are not trusted
         self.untrusted = untrusted_timing_text(all_rows)
+        # ... and, where a solver's solves ran on two backends (host floats at batch 1,
+        # tensors at batch 1000), that its times across them mix the two
+        self.backends = mixed_backend_text(df)
         counts = hardware_counts(all_rows)
         self.machines = counts if len(counts) > 1 else {}  # hardware labels: rows
         self.per_machine = hardware_varies(all_rows)  # several machines, ranked apart
@@ -449,6 +453,7 @@ class _Overview:
     notes: list[str] = field(default_factory=list)
     untrusted: str | None = None  # the timings of process/dask executors are not trusted
     per_machine: str | None = None  # the rows span several hardware labels
+    backends: str | None = None  # a solver's solves ran on more than one backend
 
 
 def _values(df: pd.DataFrame, column: str) -> list[str]:
@@ -573,7 +578,7 @@ def _overview(ctx: _Context) -> _Overview:
         levels=fnd.DIGIT_LEVELS, solvers=solvers_table(ctx.df, ctx.solvers_meta),
         timing=ctx.timing,
         notes=[note] if note and len(rows) and not len(df) else [],
-        untrusted=ctx.untrusted,
+        untrusted=ctx.untrusted, backends=ctx.backends,
         per_machine=("The cases ran on several machines (see Environment): a solver on "
                      "two machines is two series, and solvers are ranked per machine; no "
                      "time is compared across machines." if ctx.per_machine else None),
@@ -673,6 +678,9 @@ def _problem(ctx: _Context, name: str) -> _Problem:
             "repeats). Lower and further left is better: at a given cost the lower line is "
             f"more accurate. Error: the {fnd.ERROR_TEXT}. {_failed_caption(failed)}{extra}"))
         figs += _tolerance_figure(ctx, name, ok)
+        mixed = mixed_backend_text(rows) if ctx.backends else None
+        if mixed:
+            notes.append(mixed)
     standings, standings_note = _standings(ctx, name) if len(ok) else (None, None)
     wrong = ctx.wrong.reindex(rows.index, fill_value=False)
     n_ok = int((rows["status"].fillna("") == "ok").sum())
@@ -856,7 +864,7 @@ def _failures(df: pd.DataFrame) -> dict[str, Any]:
 def _environment(meta: Mapping[str, Any], ctx: _Context) -> dict[str, Any]:
     executors = executor_counts(ctx.all_rows) if ctx.untrusted else {}
     return {"pairs": environment_pairs(meta), "command": fmt.text(meta.get("command")),
-            "timing": ctx.timing, "untrusted": ctx.untrusted,
+            "timing": ctx.timing, "untrusted": ctx.untrusted, "backends": ctx.backends,
             "executors": [(f"{k} executor", f"{n} row(s)") for k, n in executors.items()],
             "machines": [(k, f"{n} row(s)") for k, n in ctx.machines.items()],
             "settings": [(k, f"{v}: {what}") for k, v, what in fmt.timing_settings(meta)]}

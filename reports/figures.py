@@ -36,6 +36,7 @@ from matplotlib.ticker import Formatter, LogLocator
 from reports.convergence import PRE_ASYMPTOTIC_MAX, OrderFit, loglog_line, roundoff_floor
 from reports.markup import Markup, esc
 from reports.placement import UNRECORDED_HARDWARE, machine_labels
+from reports.summary import LABEL_SEP
 
 RC = {
     "svg.fonttype": "none",
@@ -103,13 +104,14 @@ def method_family(name: str, names: Iterable[str] = ()) -> str:
     all ``dopri5``.
 
     A leading part is a library prefix when it is in :data:`BACKEND_PREFIXES`, or when it
-    is not a solver name itself and starts two or more of ``names``.
+    is not a solver name itself and starts two or more of ``names``. A controller (or
+    backend) after the name is no part of the method: ``dopri5 · pid`` is ``dopri5``.
     """
-    base = base_name(name)
+    base = base_name(name).split(LABEL_SEP, 1)[0]
     tokens = [t for t in re.split(r"[-_]", base) if t] or [base]
     if len(tokens) > 1:
         first = tokens[0]
-        bases = {base_name(n) for n in names}
+        bases = {base_name(n).split(LABEL_SEP, 1)[0] for n in names}
         sharing = sum(1 for n in bases if re.match(re.escape(first) + r"[-_]", n))
         if first in BACKEND_PREFIXES or (first not in bases and sharing >= 2):
             tokens = tokens[1:]
@@ -133,7 +135,8 @@ def series_styles(series: Iterable[str]) -> dict[str, Style]:
     dashes and hollow or filled markers, so lines that lie on top of one another stay
     visible; families take hues in name order. Series that differ only in their variant
     (``dopri5 [float32]``, ``dopri5 [float64]``) share their solver's style: figures draw
-    variants in separate panels.
+    variants in separate panels. Two controllers of one solver (``dopri5 · hairer``,
+    ``dopri5 · pid``) are two solvers of one method: one hue, two styles, on one panel.
     """
     names = {str(s) for s in series}
     bases = sorted({base_name(s) for s in names})
@@ -144,7 +147,8 @@ def series_styles(series: Iterable[str]) -> dict[str, Style]:
     taken: set[tuple[object, ...]] = set()
     n_hue, n_mark = len(_HUES), len(MARKERS)
     for i, key in enumerate(sorted(families)):
-        members = sorted(families[key], key=lambda b, key=key: (b != key, len(b), b))
+        members = sorted(families[key], key=lambda b, key=key: (
+            b.split(LABEL_SEP, 1)[0] != key, len(b.split(LABEL_SEP, 1)[0]), b))
         for j, b in enumerate(members):
             color = _shade(_HUES[i % n_hue], j)
             m = j + 3 * (i // n_hue)

@@ -20,6 +20,8 @@ Times measured on different hardware are never compared: where the rows carry mo
 ``hardware`` label (:mod:`reports.placement`), a solver on two machines is two series (its
 name says which), each :class:`Curve` knows its ``hardware``, standings take ratios to the
 best on the same hardware, and the family findings are made per family, hardware and level.
+A solver run under two step-size controllers is two series (``dopri5 · hairer``, ``dopri5 ·
+pid``: :func:`reports.summary.solver_labels`), ranked and costed apart, never averaged.
 - :func:`pareto_front` -- per problem, which series are on the front of (cost, digits).
 - :func:`tolerance_fit` -- ``E ≈ C · rtol^p`` for an adaptive curve (DETEST, TOMS 648).
 - :func:`no_correct_digits` -- ok rows whose scd <= 0 (a "successful" solve that is wrong).
@@ -706,8 +708,12 @@ def training_findings(df: pd.DataFrame) -> list[TrainingFinding]:
     train = train.copy()
     task = _text(train, "task")
     train["_task"] = task.where(task != "", _text(train, "problem", "unknown"))
-    train["_who"] = (_text(train, "solver", "unknown") + " · "
-                     + _text(train, "grad_mode", "unknown"))
+    from reports.summary import solver_labels  # imported late: reports.summary builds on this
+
+    who = pd.Series("", index=train.index, dtype=object)
+    for _, rows in train.groupby("_task", sort=False):  # dopri5 · pid where a task has two
+        who[rows.index] = solver_labels(rows).to_numpy(dtype=object)
+    train["_who"] = who + " · " + _text(train, "grad_mode", "unknown")
     train["_ttt"] = _num(train, "time_to_target_s")
     train["_it"] = _num(train, "iteration_to_target")
     train["_target"] = _num(train, "target_loss")

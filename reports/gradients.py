@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from reports.format import is_missing
+from reports.summary import solver_labels
 
 MODE_ORDER = ("backprop", "adjoint", "adjoint-seminorm", "checkpoint")
 BACKPROP, ADJOINT, SEMINORM = "backprop", "adjoint", "adjoint-seminorm"
@@ -49,12 +50,12 @@ def modes_in_order(modes: Sequence[object]) -> list[str]:
 
 
 def add_labels(grad: pd.DataFrame) -> pd.DataFrame:
-    """A copy of the gradient rows with ``label`` (solver plus any device/dtype/batch that
-    varies: one ladder of settings) and ``setting_key`` (the tolerance or step count, the
-    same for the four modes of one case)."""
+    """A copy of the gradient rows with ``label`` (solver, with its controller where the rows
+    hold two for it, plus any device/dtype/batch that varies: one ladder of settings) and
+    ``setting_key`` (the tolerance or step count, the same for the four modes of one case)."""
     out = grad.copy()
     varying = [c for c in LABEL_VARIANTS if c in out and out[c].nunique(dropna=True) > 1]
-    labels = out["solver"].astype("string").fillna("unknown")
+    labels = (solver_labels(out) if len(out) else out["solver"]).astype("string")
     if varying:
         labels = labels + " [" + out[varying].astype("string").fillna("?").agg(", ".join,
                                                                                axis=1) + "]"

@@ -22,7 +22,8 @@ import pandas as pd
 from reports import format as fmt
 from reports.findings import FamilyFinding
 from reports.markup import Markup, tag
-from reports.summary import method_text
+from reports.placement import backends, has_backend
+from reports.summary import controllers, method_text, solver_labels
 
 MESSAGE_LIMIT = 300  # characters of a failure message shown; the full text is in results.jsonl
 
@@ -247,13 +248,29 @@ def ratio_text(x: Any) -> str:
     return fmt.MISSING if pd.isna(v) else f"{v:.2f}×"
 
 
+CONTROLLER_TITLE = ("the step-size controller: hairer (DOPRI5's rule), pid (Söderlind's PID "
+                    "filter), constant (fixed steps)")
+CONTROLLER_NONE = "the solver chooses its steps itself (or the run does not record it)"
+BACKEND_TITLE = ("the arithmetic the solve ran in: tensor (torch tensors) or host (Python "
+                 "floats, for a small float64 CPU state with no gradient recorded; the same "
+                 "steps, faster at batch 1)")
+
+
 def solvers_table(df: pd.DataFrame, solvers_meta: Mapping[str, Any]) -> Table | None:
-    """One row per solver of the plain solves: its method, order and step control."""
+    """One row per solver of the plain solves: its method, order and step control. A solver
+    run with two controllers is two rows (``dopri5 · hairer``, ``dopri5 · pid``:
+    :func:`reports.summary.solver_labels`); a ``controller`` column is shown where the rows
+    record one."""
     if df.empty:
         return None
+    names = solver_labels(df)
+    ctrl = controllers(df)
+    show_controller = bool((ctrl != "").any())
     rows = []
-    for solver in sorted(df["solver"].dropna().astype(str).unique()):
-        mine = df[df["solver"].astype(str) == solver]
+    for label in sorted(names.unique()):
+        mine = df[(names == label).to_numpy()]
+        given = mine["solver"].dropna().astype(str)
+        solver = str(given.iloc[0]) if len(given) else label
         info = solvers_meta.get(solver)
         info = info if isinstance(info, Mapping) else {}
         kind = info.get("kind")
@@ -270,11 +287,15 @@ def solvers_table(df: pd.DataFrame, solvers_meta: Mapping[str, Any]) -> Table | 
             adaptive = bool(vals[0]) if len(vals) == 1 else None
         n_ok = int((mine["status"].fillna("") == "ok").sum())
         method = fmt.text(kind) if not fmt.is_missing(kind) else method_text(solver, mine, {})
-        rows.append([solver, method, num(fmt.text(order), sort=number(order)),
-                     "yes" if adaptive is True else "no" if adaptive is False else fmt.UNKNOWN,
-                     num(f"{n_ok} / {len(mine)}", sort=n_ok),
-                     fmt.text(info.get("source"))])
+        cells = [label, method, num(fmt.text(order), sort=number(order)),
+                 "yes" if adaptive is True else "no" if adaptive is False else fmt.UNKNOWN]
+        if show_controller:
+            used = sorted(set(ctrl[(names == label).to_numpy()]) - {""})
+            cells.append(", ".join(used) or Cell(fmt.MISSING, title=CONTROLLER_NONE))
+        rows.append(cells + [num(f"{n_ok} / {len(mine)}", sort=n_ok),
+                             fmt.text(info.get("source"))])
     headers = ["solver", "method", "order", "adaptive",
+               *([Cell("controller", title=CONTROLLER_TITLE)] if show_controller else []),
                Cell("ok / cases", title="plain solves that finished with status ok"), "source"]
     return Table(headers, rows, class_="solvers")
 
@@ -304,11 +325,15 @@ def setting_key(row: Mapping[str, Any]) -> float:
 
 
 def cases_table(rows: pd.DataFrame, wrong: pd.Series) -> Table:
-    """Every plain solve of one problem, one row each; flagged when ok but wrong."""
+    """Every plain solve of one problem, one row each; flagged when ok but wrong. A
+    ``backend`` column (before the time) where some row records one."""
+    show_backend = has_backend(rows)
+    backend = backends(rows)
     headers = ["solver", "setting", "status", "NFE", "steps",
                Cell("rejected", title="rejected steps; -1: the solver does not report them"),
                Cell("err_max", title="max abs error over output times and components"),
                Cell("scd", title="significant correct digits at the end point"),
+               *([Cell("backend", title=BACKEND_TITLE)] if show_backend else []),
                Cell("time", title="median wall time of one solve; ~ noisy (IQR > "
                                   f"{fmt.NOISY_IQR_RATIO:.0%} of the median)"),
                Cell("IQR", title="interquartile range of the timed repeats"), "repeats"]
@@ -327,6 +352,7 @@ def cases_table(rows: pd.DataFrame, wrong: pd.Series) -> Table:
                  int_cell(r.get("nfe")), int_cell(r.get("n_steps")),
                  int_cell(r.get("n_rejected")),
                  num(fmt.error(r.get("err_max")), sort=number(r.get("err_max"))), scd_cell,
+                 *([backend.get(idx, "") or fmt.MISSING] if show_backend else []),
                  time_cell(r), num(fmt.seconds(r.get("time_iqr_s")),
                                     sort=number(r.get("time_iqr_s"))),
                  int_cell(r.get("repeats"))]

@@ -48,6 +48,7 @@ from reports.gradients import (
     seminorm_saving,
 )
 from reports.markup import Markup, esc, join, slug, tag
+from reports.summary import solver_labels
 from reports.tables import MESSAGE_LIMIT, Cell, num, render_table
 
 TITLE = "Training: neural ODEs trained under each solver and gradient mode"
@@ -91,7 +92,8 @@ def train_rows(df: pd.DataFrame) -> pd.DataFrame:
 def with_train_columns(train: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``train`` with every column this section reads (missing ones empty, as in a
     run written before a column existed), ``task`` filled from ``problem``, plus ``label``
-    (solver and any device/dtype/batch that varies) and ``setting`` (rtol or step count)."""
+    (solver, with its controller where the task holds two for it, and any device/dtype/batch
+    that varies) and ``setting`` (rtol or step count)."""
     out = train.copy()
     for c in TRAIN_COLUMNS:
         if c not in out:
@@ -106,7 +108,7 @@ def with_train_columns(train: pd.DataFrame) -> pd.DataFrame:
     out["label"] = ""
     for _, g in out.groupby("task", sort=False):  # what varies among one task's cases
         varying = [c for c in LABEL_VARIANTS if g[c].nunique(dropna=True) > 1]
-        labels = g["solver"].map(lambda v: "unknown" if fmt.is_missing(v) else str(v))
+        labels = solver_labels(g).map(lambda v: "unknown" if fmt.is_missing(v) else str(v))
         if varying:
             labels = labels + " [" + g[varying].astype("string").fillna("?").agg(
                 ", ".join, axis=1) + "]"
@@ -268,21 +270,28 @@ class PeerPair:
     library: str  # torchdiffeq
     ours: pd.Series
     theirs: pd.Series
+    ours_label: str = ""  # ours, where it ran with two controllers: "dopri5 · pid"
 
 
 def peer_pairs(train: pd.DataFrame) -> list[PeerPair]:
     """For each peer solver in :data:`PEERS`, its rows matched with ours (same task, model,
-    setting, mode, device, dtype, batch)."""
+    setting, mode, device, dtype, batch); where ours ran with two controllers, one pair per
+    controller (``ours_label`` names it)."""
     out = []
     cols = ("task", "model", "setting", "mode", "device", "dtype", "batch")
     for _, g in _groups(train, cols):
         by = {str(s): r.iloc[0] for s, r in g.groupby("solver")}
         for peer, (ours, library) in PEERS.items():
             if peer in by and ours in by:
-                r = by[ours]
-                out.append(PeerPair(str(r["task"]), str(r["setting"]), str(r["mode"]), peer,
-                                    library, r, by[peer]))
-    return sorted(out, key=lambda p: (p.task, p.peer, p.setting, _mode_rank(p.mode)))
+                mine = g[g["solver"].astype(str) == ours]
+                for label, r in mine.groupby(mine["label"].astype(str), sort=True):
+                    r = r.iloc[0]
+                    out.append(PeerPair(str(r["task"]), str(r["setting"]), str(r["mode"]),
+                                        peer, library, r, by[peer],
+                                        "" if str(label).split(" [", 1)[0] == ours
+                                        else str(label)))
+    return sorted(out, key=lambda p: (p.task, p.peer, p.setting, _mode_rank(p.mode),
+                                      p.ours_label))
 
 
 def ratio(a: object, b: object) -> float:
@@ -765,7 +774,8 @@ def _peer_block(pairs: Sequence[PeerPair]) -> list[object]:
     for p in pairs:
         o, t = p.ours, p.theirs
         cells: list[object] = [p.task, _nowrap(p.setting), _nowrap(p.mode),
-                               _nowrap(f"{p.peer} ({p.library})")]
+                               _nowrap(f"{p.peer} ({p.library})"
+                                       + (f" vs {p.ours_label}" if p.ours_label else ""))]
         if is_ok(o) and is_ok(t):
             tt = ratio(o["time_to_target_s"], t["time_to_target_s"])
             ti = ratio(o["time_iter_median_s"], t["time_iter_median_s"])
