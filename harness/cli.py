@@ -36,6 +36,7 @@ from harness.runner import native_loop
 from harness.session import Isolation, RunSettings
 from harness.signals import graceful
 from harness.suite import (
+    BACKENDS,
     BUILTIN_SUITES,
     GRAD_MODES,
     Filters,
@@ -126,6 +127,18 @@ def _positive_ints(text: str) -> tuple[int, ...]:
 _names = _list_of(str, "a name")
 
 
+def _controller_names(text: str) -> tuple[str, ...]:
+    """``--controller``: comma-separated names of :data:`solvers.controllers.CONTROLLERS`."""
+    from solvers.controllers import CONTROLLERS
+
+    names = _names(text)
+    bad = [n for n in names if n not in CONTROLLERS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            registry.unknown_message("controller", bad, list(CONTROLLERS)))
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness",
@@ -167,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--grad", type=_names, dest="grad_modes",
                    help="gradient modes: none (a plain solve), " + ", ".join(GRAD_MODES)
                    + " (list; default: the suite's)")
+    r.add_argument("--controller", type=_controller_names, dest="controllers",
+                   metavar="NAME[,NAME...]",
+                   help="step-size controllers (hairer, pid, constant): each solver that takes "
+                        "controllers runs once under each of these it takes (default: each "
+                        "solver's own)")
+    r.add_argument("--backend", choices=list(BACKENDS), default=None,
+                   help="the arithmetic of solvers that offer a choice: tensor (torch), host "
+                        "(Python floats, small float64 CPU states), auto (the solver's choice; "
+                        "the default)")
     r.add_argument("--max-steps", type=_checked(_positive_int, "a positive integer"),
                    help="step budget for adaptive solvers (default: the problem's)")
     r.add_argument("--min-time", type=_checked(_positive_float, "a positive number"),
@@ -545,6 +567,8 @@ def _suite_from_args(args: argparse.Namespace) -> Suite:
         iterations=args.iterations,
         train_threads=args.threads,
         threads=args.threads,
+        controllers=args.controllers,
+        backend=args.backend,
     )
 
 
@@ -670,7 +694,7 @@ def _plan_new(args: argparse.Namespace, argv: Sequence[str]):
     problem_tags, problem_info, p_notes = _problem_table(problem_steps)
     filters = Filters(solvers=args.solvers, problems=args.problems, tags=args.tags,
                       grad_modes=args.grad_modes, devices=args.devices, dtypes=args.dtypes,
-                      tasks=args.tasks)
+                      tasks=args.tasks, controllers=args.controllers, backend=args.backend)
     scales = {n: (i["atol"], i["rtol"]) for n, i in problem_info.items() if "atol" in i}
     plan = expand(suite, problem_tags, filters, scales, problem_steps)
     for note in p_notes + plan.notes:
@@ -782,7 +806,10 @@ def _num(value: Any, spec: str, scale: float = 1.0) -> str:
 
 def _print_training(df) -> None:
     """One line per training case: how far it got, its losses, its cost per iteration."""
+    from reports.summary import solver_labels
+
     rows = []
+    df = df.assign(solver=solver_labels(df))  # dopri5 · pid where two controllers ran
     df = df.astype(object).where(df.notna(), None)
     for _, r in df.iterrows():
         reached = f"{_num(r['iteration_reached'], '.0f')}/{_num(r['iterations'], '.0f')}"

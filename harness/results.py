@@ -16,7 +16,9 @@ after). Scripts outside the project may rely on these names and units.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import functools
 import json
 import math
 import numbers
@@ -24,10 +26,13 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from solvers.base import Status
 
 SCHEMA_VERSION = 2
 """Version of the run-folder format this odebench writes and the newest it reads. 1: folders
@@ -56,6 +61,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("solver_kind", "string", "", "the solver's kind, e.g. 'explicit RK, adaptive'"),
     Column("order", "Int64", "", "classical order of the solver's method"),
     Column("adaptive", "boolean", "", "whether the solver chooses its own steps"),
+    Column("controller", "string", "", "the step-size controller that ran: hairer | pid | "
+           "constant (solvers.controllers; the suite's controller key, --controller); empty "
+           "where the solver steps by its own rule (scipy's, the peers')"),
+    Column("backend", "string", "", "the arithmetic the solve ran in: tensor (torch tensors) | "
+           "host (Python floats; small float64 CPU states); empty where the solver does not say"),
     Column("grad_mode", "string", "", "none for a plain solve"),
     Column("device", "string", "", "cpu, cuda, cuda:1, ..."),
     Column("dtype", "string", "", "float32 | float64"),
@@ -171,6 +181,259 @@ COLUMNS: tuple[Column, ...] = (
     Column("wall_s", "float64", "s", "wall time of the whole case, measurement included"),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+
+class _Unset:
+    """The value of a column that a row does not have: left out of its line in results.jsonl
+    (a loader reads it as missing), where ``None`` is written as ``null``."""
+
+    _the: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._the is None:
+            cls._the = super().__new__(cls)
+        return cls._the
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> tuple:
+        return (_Unset, ())
+
+
+UNSET: Any = _Unset()
+"""A :class:`Row` column that is not set (the default of every column)."""
+
+
+class RowError(TypeError):
+    """A result row built with a column outside :data:`COLUMNS`, or a value of the wrong type
+    for its column: a bug in whatever built it, refused where the row is built."""
+
+
+_COLUMN_OF = {c.name: c for c in COLUMNS}
+_STATUS_COLUMNS = ("status", "status_backward")
+# what each dtype's column holds as it is built (None, JSON null, in every column)
+_WHAT = {"string": "a str", "Int64": "an int", "float64": "a number", "boolean": "a bool",
+         "object": "a list"}
+# a Row field's annotation for each column dtype (checked against COLUMNS at import)
+_ANNOTATION = {"string": "str | None", "Int64": "int | None", "float64": "float | None",
+               "boolean": "bool | None", "object": "list | None"}
+
+
+def _status_type() -> type:
+    from solvers.base import Status  # here: reading results must not import torch
+
+    return Status
+
+
+def _checked_value(name: str, value: Any) -> Any:
+    """``value`` as column ``name`` stores it, or :class:`RowError` saying what is wrong."""
+    column = _COLUMN_OF.get(name)
+    if column is None:
+        from harness.registry import did_you_mean
+
+        raise RowError(f"a result row has no column {name!r}{did_you_mean(name, COLUMN_NAMES)}; "
+                       "the columns are harness.results.COLUMNS")
+    if value is None or value is UNSET:
+        return value
+    if name in _STATUS_COLUMNS:
+        status = _status_type()
+        if not isinstance(value, status):
+            raise RowError(f"result column {name!r} takes a solvers.base.Status (one of "
+                           f"{', '.join(s.value for s in status)}); got {value!r}")
+        return value
+    kind = column.dtype
+    ok = {
+        "string": lambda v: isinstance(v, str),
+        "Int64": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+        "float64": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "object": lambda v: isinstance(v, list | tuple),
+    }[kind](value)
+    if not ok:
+        raise RowError(f"result column {name!r} takes {_WHAT[kind]} or None; got "
+                       f"{type(value).__name__} {_cut(repr(value), 40)}")
+    if kind == "Int64" and type(value) is not int:  # a numpy integer: JSON takes only int
+        return int(value)
+    return value
+
+
+@dataclass(kw_only=True)
+class Row:
+    """One result row, typed when it is built: a field per column of :data:`COLUMNS`, in that
+    order (checked when this module is imported).
+
+    A column that is not given stays :data:`UNSET` and is left out of the row's line, so a
+    solve row has no gradient columns, as before rows were typed. A column outside the schema
+    is refused by name, at construction, :meth:`update` or assignment; so is a value of the
+    wrong type (``status`` must be a :class:`solvers.base.Status`). :meth:`to_dict` is what
+    :class:`ResultsWriter` writes: the columns in the order they were first set (those given
+    to the constructor in schema order), as the rows built as dicts were written.
+    """
+
+    case_id: str | None = UNSET
+    kind: str | None = UNSET
+    problem: str | None = UNSET
+    solver: str | None = UNSET
+    # the case and its solver
+    solver_kind: str | None = UNSET
+    order: int | None = UNSET
+    adaptive: bool | None = UNSET
+    controller: str | None = UNSET
+    backend: str | None = UNSET
+    grad_mode: str | None = UNSET
+    device: str | None = UNSET
+    dtype: str | None = UNSET
+    batch: int | None = UNSET
+    rtol: float | None = UNSET
+    atol: float | None = UNSET
+    n_steps_requested: int | None = UNSET
+    # what happened: status, counts, accuracy, time
+    status: Status | None = UNSET
+    message: str | None = UNSET
+    nfe: int | None = UNSET
+    nfe_solver: int | None = UNSET
+    nfe_backward: int | None = UNSET
+    n_steps: int | None = UNSET
+    n_accepted: int | None = UNSET
+    n_rejected: int | None = UNSET
+    t_reached: float | None = UNSET
+    err_max: float | None = UNSET
+    err_final: float | None = UNSET
+    err_rms_scaled: float | None = UNSET
+    scd: float | None = UNSET
+    mescd: float | None = UNSET
+    ref_kind: str | None = UNSET
+    ref_provenance: str | None = UNSET
+    time_median_s: float | None = UNSET
+    time_iqr_s: float | None = UNSET
+    time_min_s: float | None = UNSET
+    cpu_median_s: float | None = UNSET
+    repeats: int | None = UNSET
+    time_samples_s: list | None = UNSET
+    # memory, gradients
+    mem_saved_bytes: int | None = UNSET
+    mem_cuda_peak_bytes: int | None = UNSET
+    rss_peak_bytes: int | None = UNSET
+    rss_growth_bytes: int | None = UNSET
+    grad_rel_err: float | None = UNSET
+    grad_rel_err_y0: float | None = UNSET
+    grad_rel_err_theta: float | None = UNSET
+    grad_rel_diff_backprop: float | None = UNSET
+    grad_ref_provenance: str | None = UNSET
+    loss: float | None = UNSET
+    n_params: int | None = UNSET
+    n_steps_backward: int | None = UNSET
+    n_rejected_backward: int | None = UNSET
+    status_backward: Status | None = UNSET
+    time_forward_median_s: float | None = UNSET
+    time_backward_median_s: float | None = UNSET
+    time_forward_iqr_s: float | None = UNSET
+    time_backward_iqr_s: float | None = UNSET
+    # training cases (kind train)
+    task: str | None = UNSET
+    model: str | None = UNSET
+    iterations: int | None = UNSET
+    iteration_reached: int | None = UNSET
+    epochs: int | None = UNSET
+    loss_first: float | None = UNSET
+    loss_final: float | None = UNSET
+    loss_best: float | None = UNSET
+    val_err: float | None = UNSET
+    test_error: float | None = UNSET
+    target_loss: float | None = UNSET
+    iteration_to_target: int | None = UNSET
+    time_to_target_s: float | None = UNSET
+    time_train_s: float | None = UNSET
+    time_iter_median_s: float | None = UNSET
+    time_epoch_s: float | None = UNSET
+    nfe_iter_median: float | None = UNSET
+    nfe_backward_iter_median: float | None = UNSET
+    saved_bytes_scaling: list | None = UNSET
+    saved_bytes_unit: str | None = UNSET
+    saved_bytes_per_unit: float | None = UNSET
+    eval_rtol: list | None = UNSET
+    eval_nfe: list | None = UNSET
+    eval_err: list | None = UNSET
+    eval_time_s: list | None = UNSET
+    # where the case ran
+    torch_threads: int | None = UNSET
+    executor: str | None = UNSET
+    worker: str | None = UNSET
+    host: str | None = UNSET
+    cpu_model: str | None = UNSET
+    cpu_cores: int | None = UNSET
+    gpu_name: str | None = UNSET
+    hardware: str | None = UNSET
+    records_file: str | None = UNSET
+    started_at: str | None = UNSET
+    wall_s: float | None = UNSET
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        value = _checked_value(name, value)
+        object.__setattr__(self, name, value)
+        order = self.__dict__.setdefault("_set", {})  # the columns set, in order
+        if value is UNSET:
+            order.pop(name, None)
+        else:
+            order.setdefault(name, None)
+
+    def update(self, **columns: Any) -> Row:
+        """Set the given columns (each checked); returns the row."""
+        for name, value in columns.items():
+            setattr(self, name, value)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The set columns, in the order they were first set, as results.jsonl stores them (a
+        status as its value, a plain str)."""
+        out: dict[str, Any] = {}
+        for name in self.__dict__.get("_set", ()):
+            value = getattr(self, name)
+            if name in _STATUS_COLUMNS and value is not None:
+                value = value.value
+            out[name] = value
+        return out
+
+
+def _row_init_naming_unknown_columns() -> None:
+    """``Row(nfee=3)`` refused with the column's name and the nearest one, not Python's bare
+    'unexpected keyword argument'."""
+    generated = Row.__init__
+
+    @functools.wraps(generated)
+    def __init__(self: Row, **columns: Any) -> None:
+        for name in columns:
+            if name not in _COLUMN_OF:
+                _checked_value(name, None)
+        generated(self, **columns)
+
+    Row.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _check_row_schema() -> None:
+    """The Row's fields are :data:`COLUMNS`, in order, each annotated for its dtype."""
+    names = tuple(f.name for f in dataclasses.fields(Row))
+    if names != COLUMN_NAMES:
+        missing = [n for n in COLUMN_NAMES if n not in names]
+        extra = [n for n in names if n not in COLUMN_NAMES]
+        raise RuntimeError(
+            "harness.results.Row's fields differ from COLUMNS "
+            f"(missing: {missing or 'none'}; not columns: {extra or 'none'}; otherwise the "
+            "order): add a column to both, in the same place")
+    for f in dataclasses.fields(Row):
+        column = _COLUMN_OF[f.name]
+        want = "Status | None" if f.name in _STATUS_COLUMNS else _ANNOTATION[column.dtype]
+        if f.type != want:
+            raise RuntimeError(f"harness.results.Row.{f.name} is annotated {f.type!r}; its "
+                               f"column's dtype {column.dtype} wants {want!r}")
+
+
+_row_init_naming_unknown_columns()
+_check_row_schema()
 
 
 class RunFolderError(Exception):
@@ -402,7 +665,9 @@ class ResultsWriter:
         self._fd: int | None = os.open(self.path, flags, 0o666)
         self._failed: str | None = None
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: Row | dict[str, Any]) -> None:
+        if isinstance(row, Row):
+            row = row.to_dict()
         unknown = [k for k in row if k not in COLUMN_NAMES]
         if unknown:
             raise KeyError(f"result row has columns outside the schema: {unknown}")

@@ -25,6 +25,7 @@ import sysconfig
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from harness.measure.accuracy import Accuracy, measure_accuracy
 from harness.measure.memory import cuda_peak_bytes, cuda_peak_reset, rss_peak_bytes
 from harness.measure.nfe import CaseTimeout, CountingRHS, Deadline, budget_message
 from harness.measure.timing import Timing, time_call
+from harness.results import Row
 from harness.suite import DTYPES, Case, Suite
-from solvers.base import Solution, Solver, Status
+from solvers.base import Capability, Solution, Solver, Status
 
 
 def case_seed(run_seed: int, case_id: str) -> int:
@@ -119,24 +121,31 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def _base_row(case: Case) -> dict[str, Any]:
-    return {
-        "case_id": case.case_id,
-        "kind": case.kind,
-        "problem": case.problem,
-        "solver": case.solver,
-        "grad_mode": case.grad_mode,
-        "device": case.device,
-        "dtype": case.dtype,
-        "batch": case.batch,
-        "rtol": case.rtol,
-        "atol": case.atol,
-        "n_steps_requested": case.n_steps,
-    } | ({"task": case.problem, "model": case.model or "ode", "iterations": case.iterations,
-          "epochs": case.epochs} if case.kind == "train" else {})
+def _base_row(case: Case) -> Row:
+    """A row with the case's settings; ``controller`` and ``backend`` are what the case asks
+    for ("" for nothing) until a solve says what ran."""
+    row = Row(
+        case_id=case.case_id,
+        kind=case.kind,
+        problem=case.problem,
+        solver=case.solver,
+        grad_mode=case.grad_mode,
+        device=case.device,
+        dtype=case.dtype,
+        batch=case.batch,
+        rtol=case.rtol,
+        atol=case.atol,
+        n_steps_requested=case.n_steps,
+        controller=case.controller,
+        backend=case.backend,
+    )
+    if case.kind == "train":
+        row.update(task=case.problem, model=case.model or "ode", iterations=case.iterations,
+                   epochs=case.epochs)
+    return row
 
 
-def _described(row: dict[str, Any], solver: Solver, problem: Any) -> dict[str, Any]:
+def _described(row: Row, solver: Solver, problem: Any) -> Row:
     """Add what the solver is and where the problem's reference comes from."""
     row.update(
         solver_kind=solver.kind,
@@ -166,9 +175,13 @@ def _time(fn, case: Case, suite: Suite) -> Timing:
                      min_repeats=suite.min_repeats, max_time=suite.max_time)
 
 
-def _result_fields(sol: Solution, acc: Accuracy, timing: Timing) -> dict[str, Any]:
-    """The columns a solve and a gradient case share: counts, accuracy, time."""
+def _result_fields(case: Case, sol: Solution, acc: Accuracy, timing: Timing
+                   ) -> dict[str, Any]:
+    """The columns a solve and a gradient case share: what ran (the controller and backend
+    the solution names; else what the case asked for), counts, accuracy, time."""
     return dict(
+        controller=sol.controller or case.controller,
+        backend=sol.backend or case.backend,
         nfe_solver=sol.nfe,
         n_steps=sol.n_steps,
         n_accepted=sol.n_accepted,
@@ -196,17 +209,31 @@ def utc_now() -> str:
 
 def error_row(case: Case, status: Status, message: str, started: str, wall: float) -> dict:
     """The row of a case that ended without figures: its settings, status and message."""
-    row = _base_row(case)
-    row.update(status=str(status), message=message, started_at=started, wall_s=wall)
-    return row
+    return _error_row(case, status, message, started, wall).to_dict()
+
+
+def _error_row(case: Case, status: Status, message: str, started: str, wall: float) -> Row:
+    return _base_row(case).update(status=Status(status), message=message, started_at=started,
+                                  wall_s=wall)
 
 
 def solve_kwargs(case: Case, solver: Solver, problem: Any) -> dict[str, Any]:
+    """What ``solver.solve`` gets beside ``f``, ``y0`` and ``t`` (gradient modes pass it on):
+    the tolerances and step budget (adaptive) or the step count (fixed step), and the case's
+    ``controller`` and ``backend`` where it sets them and the solver takes them (its
+    :class:`~solvers.base.Capability`)."""
     if solver.adaptive:
         # The problem's budget is there to stop explicit solvers on stiff problems quickly.
         budget = None if getattr(solver, "implicit", False) else problem.max_steps
-        return {"rtol": case.rtol, "atol": case.atol, "max_steps": case.max_steps or budget}
-    return {"n_steps": case.n_steps}
+        kwargs = {"rtol": case.rtol, "atol": case.atol, "max_steps": case.max_steps or budget}
+    else:
+        kwargs = {"n_steps": case.n_steps}
+    capabilities = getattr(solver, "capabilities", frozenset())
+    if case.controller and Capability.CONTROLLER in capabilities:
+        kwargs["controller"] = case.controller
+    if case.backend and Capability.BACKEND in capabilities:
+        kwargs["backend"] = case.backend
+    return kwargs
 
 
 def ran_here(row: dict[str, Any], case: Case, worker: str | None = None) -> dict[str, Any]:
@@ -232,11 +259,24 @@ def run_case(
     ``timeout`` (default: the suite's ``case_timeout``; 0 or None for none) is checked at each
     call of ``f``. A worker process passes 0: its parent keeps the time.
     """
-    return ran_here(_run_case_row(case, problems, suite, seed, timeout), case)
+    result = _run_case_row(case, problems, suite, seed, timeout)
+    row = result.row.to_dict()
+    if result.records is not None:
+        row[RECORDS_KEY] = result.records
+    return ran_here(row, case)
+
+
+@dataclass
+class CaseResult:
+    """A case's row, and a training case's per-iteration records (None for other cases), which
+    the run writes beside results.jsonl (:func:`harness.results.write_records`)."""
+
+    row: Row
+    records: list[dict[str, Any]] | None = None
 
 
 def _run_case_row(case: Case, problems: ProblemCache, suite: Suite, seed: int,
-                  timeout: float | None) -> dict[str, Any]:
+                  timeout: float | None) -> CaseResult:
     started = utc_now()
     t_case = time.perf_counter()
     rss_before = rss_peak_bytes()
@@ -248,32 +288,34 @@ def _run_case_row(case: Case, problems: ProblemCache, suite: Suite, seed: int,
     seed_case(seed, case.case_id)
     try:
         if case.kind == "train":
-            row = _run_train_case(case, suite, deadline, seed)
+            result = _run_train_case(case, suite, deadline, seed)
         else:
             with _threads(suite.threads):
-                row = _run_case(case, problems, suite, deadline)
-                row["torch_threads"] = torch.get_num_threads()
+                result = CaseResult(_run_case(case, problems, suite, deadline))
+                result.row.torch_threads = torch.get_num_threads()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a case must not end the run (SystemExit too)
         signals.raise_if_requested()  # a Ctrl-C that the case's code swallowed
         wall = time.perf_counter() - t_case
         if deadline.expired or isinstance(exc, CaseTimeout):
-            return error_row(case, Status.TIMEOUT, budget_message(budget), started, wall)
+            return CaseResult(_error_row(case, Status.TIMEOUT, budget_message(budget), started,
+                                         wall))
         if isinstance(exc, SystemExit):  # an attempt to end the process: contained
             status = Status.CRASHED
         elif _is_out_of_memory(exc):
             status = Status.OUT_OF_MEMORY
         else:
             status = Status.ERROR
-        return error_row(case, status, _message(exc), started, wall)
+        return CaseResult(_error_row(case, status, _message(exc), started, wall))
     signals.raise_if_requested()
-    row["started_at"] = started
-    row["wall_s"] = time.perf_counter() - t_case
+    row = result.row
+    row.update(started_at=started, wall_s=time.perf_counter() - t_case)
     if deadline.expired:  # the solver swallowed the CaseTimeout and went on
-        return error_row(case, Status.TIMEOUT, budget_message(budget), started, row["wall_s"])
-    row["rss_growth_bytes"] = rss_peak_bytes() - rss_before
-    return row
+        return CaseResult(_error_row(case, Status.TIMEOUT, budget_message(budget), started,
+                                     row.wall_s))
+    row.rss_growth_bytes = rss_peak_bytes() - rss_before
+    return result
 
 
 @contextlib.contextmanager
@@ -300,11 +342,11 @@ def _case_progress(text: str) -> None:
         hook(text)
 
 
-def _run_train_case(case: Case, suite: Suite, deadline: Deadline, seed: int
-                    ) -> dict[str, Any]:
-    """A training case's row; its per-iteration records ride along under ``RECORDS_KEY`` for
-    the run to write next to results.jsonl (:func:`harness.results.write_records`). It runs
-    with the suite's ``train_threads`` torch threads (the run's own count is restored)."""
+def _run_train_case(case: Case, suite: Suite, deadline: Deadline, seed: int) -> CaseResult:
+    """A training case's row and its per-iteration records, for the run to write next to
+    results.jsonl (:func:`harness.results.write_records`; :func:`run_case` hands them on under
+    ``RECORDS_KEY``). It runs with the suite's ``train_threads`` torch threads (the run's own
+    count is restored)."""
     from training.loop import run_train_case
 
     row = _base_row(case)
@@ -312,16 +354,18 @@ def _run_train_case(case: Case, suite: Suite, deadline: Deadline, seed: int
         solver = registry.make_solver(case.solver)
         row.update(solver_kind=solver.kind, order=solver.order, adaptive=solver.adaptive)
     with _threads(suite.train_threads):
-        row["torch_threads"] = torch.get_num_threads()
+        row.torch_threads = torch.get_num_threads()
         fields, records = run_train_case(case, deadline, seed=seed, progress=_case_progress)
-    row.update(fields)
+    if "status" in fields:  # the training loop writes the value
+        fields = {**fields, "status": Status(fields["status"])}
+    row.update(**fields)
     row.update(epochs=case.epochs, mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
                rss_peak_bytes=rss_peak_bytes())
-    row[RECORDS_KEY] = records
-    return row
+    return CaseResult(row, records)
 
 
 RECORDS_KEY = "_records"
+"""Where a training case's records ride along in the row :func:`run_case` returns."""
 
 
 def native_loop(name: str) -> bool:
@@ -332,9 +376,7 @@ def native_loop(name: str) -> bool:
         return False
 
 
-def _run_case(
-    case: Case, problems: ProblemCache, suite: Suite, deadline: Deadline
-) -> dict[str, Any]:
+def _run_case(case: Case, problems: ProblemCache, suite: Suite, deadline: Deadline) -> Row:
     if case.kind == "gradient":
         return _run_gradient_case(case, problems, suite, deadline)
     solver = registry.make_solver(case.solver)
@@ -373,11 +415,11 @@ def _run_case(
         if status is Status.OK and first.wall[0] < suite.max_time:
             timing = _time(once, case, suite)
     row.update(
-        status=str(status),
+        status=status,
         message=sol.message or "",
         nfe=nfe,
         mem_cuda_peak_bytes=cuda_peak_bytes(case.device),
-        **_result_fields(sol, acc, timing),
+        **_result_fields(case, sol, acc, timing),
     )
     return row
 
@@ -409,7 +451,7 @@ class GradientCache:
     @staticmethod
     def backprop_key(case: Case) -> tuple:
         return (case.problem, case.solver, case.rtol, case.atol, case.n_steps, case.dtype,
-                case.device, case.batch)
+                case.device, case.batch, case.controller, case.backend)
 
 
 _GRADIENTS = GradientCache()
@@ -421,7 +463,7 @@ def _batched(y0: torch.Tensor, batch: int) -> torch.Tensor:
 
 def _run_gradient_case(
     case: Case, problems: ProblemCache, suite: Suite, deadline: Deadline
-) -> dict[str, Any]:
+) -> Row:
     """Forward solve and gradient of the problem's loss w.r.t. y0 and f's parameters.
 
     One untimed pass under the saved-bytes probe measures memory, NFE (forward and backward
@@ -436,7 +478,7 @@ def _run_gradient_case(
     problem = problems.get(case.problem, case.dtype, case.device)
     ref = _GRADIENTS.reference_for(case, problems)
     row = _described(_base_row(case), solver, problem)
-    row["grad_ref_provenance"] = ref.provenance
+    row.grad_ref_provenance = ref.provenance
     f = CountingRHS(problem.f, deadline)
     params = tuple(p for p in f.parameters() if p.requires_grad)
     y0 = _batched(problem.y0, case.batch).requires_grad_(True)
@@ -509,13 +551,13 @@ def _run_gradient_case(
         bwd_times.clear()
         timing = _time(forward_backward, case, suite)
     row.update(
-        status=str(status),
+        status=status,
         message=message,
         nfe=nfe,
         nfe_backward=nfe_backward,
         n_steps_backward=back.n_steps,
         n_rejected_backward=back.n_rejected,
-        status_backward=str(back.status),
+        status_backward=Status(back.status),
         loss=float(loss.detach()),
         n_params=sum(p.numel() for p in params),
         grad_rel_err=err_all,
@@ -528,7 +570,7 @@ def _run_gradient_case(
         time_backward_iqr_s=Timing(wall=bwd_times).iqr,
         mem_saved_bytes=probe.peak_bytes,
         mem_cuda_peak_bytes=mem_cuda,
-        **_result_fields(sol, acc, timing),
+        **_result_fields(case, sol, acc, timing),
     )
     return row
 

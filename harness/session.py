@@ -83,6 +83,7 @@ _CASE_TYPES: dict[str, tuple[type, ...]] = {
 # fields added since (a plan stored before them has none, and its cases the defaults)
 _CASE_TYPES_LATER: dict[str, tuple[type, ...]] = {
     "iterations": _INT + _NONE, "epochs": _INT + _NONE, "model": _STR,
+    "controller": _STR, "backend": _STR,
 }
 
 

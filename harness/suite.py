@@ -12,6 +12,7 @@ anything runs; an unknown name is answered with the nearest valid one.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ import torch
 
 from harness import registry
 from problems.base import ladder_for
+from solvers.base import Backend, Capability
+from solvers.controllers import CONTROLLERS
 
 
 class SuiteError(ValueError):
@@ -76,6 +79,13 @@ class Suite:
     # torch's choice in the run's process and 1 on a Dask worker, whose nanny sets
     # OMP_NUM_THREADS=1); each row records the threads it ran with
     threads: int | None = None
+    # step-size controllers (solvers.controllers.CONTROLLERS) to run each solver that takes
+    # one (Capability.CONTROLLER) under, a case each; None: each solver's own default, as the
+    # suite key `controller` and --controller leave it unset
+    controllers: tuple[str, ...] | None = None
+    # the arithmetic (solvers.base.Backend) of solvers that take one (Capability.BACKEND);
+    # "auto" passes nothing: the solver's own choice
+    backend: str = "auto"
     source: str = "built-in"
 
 
@@ -267,6 +277,10 @@ class Case:
     iterations: int | None = None
     epochs: int | None = None
     model: str = ""
+    # what is passed to solve(controller=..., backend=...): a name, or "" for nothing (the
+    # solver's own default); set only for a solver with that capability
+    controller: str = ""
+    backend: str = ""
 
     @property
     def case_id(self) -> str:
@@ -281,6 +295,12 @@ class Case:
             f"{self.kind}/{self.problem}/{self.solver}/{setting}/"
             f"{self.grad_mode}/{self.dtype}/{self.device}/b{self.batch}"
         )
+        # only where set, so that a case without them keeps the id it always had (before a
+        # training case's suffix, whose last part names its model)
+        if self.controller:
+            case_id += f"/controller={self.controller}"
+        if self.backend:
+            case_id += f"/backend={self.backend}"
         if self.kind == "train":
             length = f"ep{self.epochs}" if self.epochs is not None else f"it{self.iterations}"
             case_id += f"/{length}" + (f"/{self.model}" if self.model else "")
@@ -293,6 +313,8 @@ class Case:
             length = (f", {self.epochs} epochs" if self.epochs is not None
                       else f", {self.iterations} iterations")
             mode = (f" {self.model}" if self.model else "") + mode + length
+        mode = (f" controller={self.controller}" if self.controller else "") + (
+            f" backend={self.backend}" if self.backend else "") + mode
         if self.n_steps is not None:
             return f"n_steps={self.n_steps}{mode}"
         if self.rtol is not None:
@@ -386,6 +408,8 @@ class Filters:
     devices: tuple[str, ...] | None = None
     dtypes: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
+    controllers: tuple[str, ...] | None = None  # replace an included suite's (None: its own)
+    backend: str | None = None  # replaces an included suite's (None: its own)
 
 
 def _narrow(given: tuple[str, ...] | None, keep: tuple[str, ...] | None) -> tuple | None:
@@ -417,10 +441,15 @@ def expand(
     _check_includes(suite)
     # Solvers the user named (on the command line or in a suite file) must do the gradient
     # modes asked for; of a built-in suite's solvers, those that cannot are skipped.
-    named = filters.solvers is not None or not suite.source.startswith("built-in")
+    builtin = suite.source.startswith("built-in")
+    named = filters.solvers is not None or not builtin
+    # the same for the controllers asked for, of the solvers named one by one
+    named_solvers = frozenset(filters.solvers or ()) | frozenset(
+        () if builtin or suite.solvers is None else suite.solvers)
     scales = problem_scales or {}
     ladders: Ladders = dict(problem_steps or {})
-    plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales, ladders=ladders)
+    plan = _expand_one(suite, problem_tags, strict_modes=named, scales=scales, ladders=ladders,
+                       named_solvers=named_solvers)
     origins: dict[str, str] = {c.case_id: "" for c in plan.cases}  # case id -> included suite
     for name in dict.fromkeys(suite.include):
         inc = BUILTIN_SUITES[name]
@@ -439,6 +468,9 @@ def expand(
             devices=filters.devices or inc.devices,
             dtypes=filters.dtypes or inc.dtypes,
             tasks=tasks or (),
+            controllers=filters.controllers if filters.controllers is not None
+            else inc.controllers,
+            backend=filters.backend or inc.backend,
             include=(),
         )
         if (not (narrowed.solvers or narrowed.optional_solvers)
@@ -575,6 +607,53 @@ def _check_grad_modes(modes: Iterable[str]) -> None:
     _check_names("gradient mode", modes, ["none", *GRAD_MODES])
 
 
+BACKENDS = tuple(str(b) for b in Backend)
+
+
+def _check_controls(suite: Suite) -> None:
+    """The controller names (:data:`solvers.controllers.CONTROLLERS`) and the backend
+    (:class:`solvers.base.Backend`) a suite asks for, checked before anything runs."""
+    if suite.controllers is not None:
+        if isinstance(suite.controllers, str) or not suite.controllers:
+            raise SuiteError(f"controller must name one or more of {', '.join(CONTROLLERS)}; "
+                             f"got {toml_text(suite.controllers)}")
+        _check_names("controller", suite.controllers, list(CONTROLLERS))
+    if not isinstance(suite.backend, str) or suite.backend not in BACKENDS:
+        raise SuiteError(registry.unknown_message("backend", [suite.backend], list(BACKENDS)))
+
+
+def _controllers_for(solver, name: str, suite: Suite, explicit: bool,
+                     notes: list[str]) -> list[str]:
+    """The controllers this solver runs under: ``[""]`` (nothing passed: its own default) where
+    the suite asks for none or the solver takes none (no ``Capability.CONTROLLER``), else each
+    asked-for one that it takes (:attr:`Solver.controllers`). One it does not take is refused
+    for an adaptive solver the user named, and skipped otherwise; a solver left with none runs
+    once, with its own (a fixed-step solver's steps need no controller by name)."""
+    if suite.controllers is None or Capability.CONTROLLER not in solver.capabilities:
+        return [""]
+    explicit = explicit and solver.adaptive
+    takes = tuple(getattr(solver, "controllers", ()) or ())
+    wanted = list(dict.fromkeys(suite.controllers))
+    chosen = [c for c in wanted if c in takes]
+    left = [c for c in wanted if c not in takes]
+    if left:
+        what = (f"solver {name!r} takes the controller{'s' if len(takes) != 1 else ''} "
+                f"{', '.join(takes) or '(none by name)'}, not {', '.join(left)}")
+        if explicit:
+            raise SuiteError(f"{what}: ask for a controller it takes, or leave it out of the "
+                             "solvers")
+        notes.append(f"skipped: {what}" + ("" if chosen else "; it runs with its own"))
+    return chosen or [""]
+
+
+def _backend_for(solver, suite: Suite) -> str:
+    """What ``solve(backend=...)`` gets: the suite's backend for a solver that takes one
+    (``Capability.BACKEND``), ``""`` (nothing) for ``auto`` and for the others."""
+    if suite.backend == Backend.AUTO or Capability.BACKEND not in solver.capabilities:
+        return ""
+    return str(suite.backend)
+
+
 def _modes_for(solver, suite: Suite, explicit: bool, notes: list[str]) -> list[str]:
     """The suite's gradient modes this solver can do. With solvers the user named, a mode a
     solver cannot do is refused; otherwise it is skipped with a note."""
@@ -600,6 +679,7 @@ def _expand_one(
     strict_modes: bool = False,
     scales: dict[str, tuple[float, float]] | None = None,
     ladders: Ladders | None = None,
+    named_solvers: frozenset[str] = frozenset(),
 ) -> Plan:
     valid_solvers = registry.SOLVERS.names()
     valid_problems = sorted(problem_tags)
@@ -625,6 +705,7 @@ def _expand_one(
         _check_device(d)
     if suite.max_steps is not None:
         _check_counts("max_steps", [suite.max_steps], "a positive integer")
+    _check_controls(suite)
 
     # a name given twice is one case, not two
     problems = list(dict.fromkeys(suite.problems if suite.problems is not None
@@ -649,22 +730,21 @@ def _expand_one(
             cases.extend(Case(problem=p, solver=s) for p in problems)
             continue
         modes = _modes_for(solver, suite, strict_modes, notes)
+        controllers = _controllers_for(solver, s, suite, s in named_solvers, notes)
+        backend = _backend_for(solver, suite)
         for p in problems:
             for mode in modes:
                 kind = "solve" if mode == "none" else "gradient"
-                for device in suite.devices:
-                    for dtype in suite.dtypes:
-                        for b in suite.batch:
-                            common = dict(problem=p, solver=s, device=device, dtype=dtype,
-                                          batch=b, grad_mode=mode, kind=kind)
-                            if solver.adaptive:
-                                for r, a in _pairs_for(pairs, suite, (scales or {}).get(p)):
-                                    cases.append(
-                                        Case(**common, rtol=r, atol=a, max_steps=suite.max_steps)
-                                    )
-                            else:
-                                for n in steps_for(suite, p, solver.order, ladders):
-                                    cases.append(Case(**common, n_steps=n))
+                for device, dtype, b, ctrl in itertools.product(
+                        suite.devices, suite.dtypes, suite.batch, controllers):
+                    common = dict(problem=p, solver=s, device=device, dtype=dtype, batch=b,
+                                  grad_mode=mode, kind=kind, controller=ctrl, backend=backend)
+                    if solver.adaptive:
+                        for r, a in _pairs_for(pairs, suite, (scales or {}).get(p)):
+                            cases.append(Case(**common, rtol=r, atol=a, max_steps=suite.max_steps))
+                    else:
+                        for n in steps_for(suite, p, solver.order, ladders):
+                            cases.append(Case(**common, n_steps=n))
     cases.sort(key=lambda c: (problems.index(c.problem), solvers.index(c.solver)))
     train = _train_cases(suite, solvers, strict_modes, notes)
     cases.extend(train)
@@ -740,12 +820,13 @@ def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,
                 settings = ([dict(rtol=r, atol=a, max_steps=suite.max_steps) for r, a in pairs]
                             if solver.adaptive else
                             [dict(n_steps=n) for n in (suite.steps or DEFAULT_STEPS)])
-                for device in suite.devices:
-                    for dtype in suite.dtypes:
-                        for setting in settings:
-                            cases.append(Case(**common, solver=s, grad_mode=mode,
-                                              iterations=iterations, device=device,
-                                              dtype=dtype, batch=task.data.batch, **setting))
+                controls = dict(backend=_backend_for(solver, suite))
+                for device, dtype, setting, ctrl in itertools.product(
+                        suite.devices, suite.dtypes, settings,
+                        _controllers_for(solver, s, suite, False, notes)):
+                    cases.append(Case(**common, solver=s, grad_mode=mode, controller=ctrl,
+                                      iterations=iterations, device=device, dtype=dtype,
+                                      batch=task.data.batch, **controls, **setting))
     return cases
 
 

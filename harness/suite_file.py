@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import registry
-from harness.suite import BUILTIN_SUITES, INT_MAX, Suite, SuiteError, toml_text
+from harness.suite import BACKENDS, BUILTIN_SUITES, INT_MAX, Suite, SuiteError, toml_text
+from solvers.controllers import CONTROLLERS
 
 # the keys of a suite file that select problems or solvers: a file must name one of them, or
 # write `everything = true`, since selecting nothing means every problem with every solver
@@ -98,6 +99,24 @@ def _bool_value(value: Any) -> bool:
     return value
 
 
+def _controllers_value(value: Any) -> tuple[str, ...]:
+    """One controller name or a list of them, each a known one (:data:`CONTROLLERS`)."""
+    names = _names_value([value] if isinstance(value, str) else value)
+    for i, name in enumerate(names, 1):
+        if name not in CONTROLLERS:
+            where = f" at position {i}" if isinstance(value, list) else ""
+            raise _BadValue(f"{toml_text(name)}{where}"
+                            f"{registry.did_you_mean(name, list(CONTROLLERS))}")
+    return names
+
+
+def _backend_value(value: Any) -> str:
+    if not isinstance(value, str) or value not in BACKENDS:
+        hint = registry.did_you_mean(value, list(BACKENDS)) if isinstance(value, str) else ""
+        raise _BadValue(_got(value) + hint)
+    return value
+
+
 def _int_value(minimum: int) -> Callable[[Any], int]:
     return lambda value: _integer(value, None, minimum)
 
@@ -141,7 +160,13 @@ _TOML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
                 _int_value(1)),
     "optional_solvers": ("a list of solver names used where installed, e.g. "
                          "optional_solvers = [\"tde-dopri5\"]", _names_value),
+    "controller": (f"a step-size controller or a list of them ({', '.join(CONTROLLERS)}), "
+                   "e.g. controller = [\"hairer\", \"pid\"]", _controllers_value),
+    "backend": (f"one of {', '.join(repr(b) for b in BACKENDS)}, e.g. backend = \"host\"",
+                _backend_value),
 }
+# keys whose Suite field has another name
+_FIELD_OF = {"controller": "controllers"}
 
 
 def _shown(path: Path) -> str:
@@ -228,7 +253,7 @@ def _suite_from_toml(text: str, path: Path) -> Suite:
     for key, value in data.items():
         what, check = _TOML_KEYS[key]
         try:
-            values[key] = check(value)
+            values[_FIELD_OF.get(key, key)] = check(value)
         except _BadValue as exc:
             raise SuiteError(
                 f"suite file {shown}{_line_of(text, key)}: key {key!r} must be {what}; got {exc}"

@@ -112,6 +112,9 @@ def _train(case: Case, task: Task, deadline: Deadline, run_seed: int,
         kwargs: dict[str, Any] = dict(rtol=case.rtol, atol=case.atol, max_steps=case.max_steps)
     else:
         kwargs = dict(n_steps=case.n_steps)
+    # the step-size controller and backend the case asks for (only set for a solver that
+    # takes them, see harness.suite)
+    kwargs.update({k: v for k in ("controller", "backend") if (v := getattr(case, k, ""))})
 
     def sync() -> None:
         if cuda:
@@ -252,12 +255,13 @@ def _evaluate(case: Case, solver, field: torch.nn.Module, f: CountingRHS, t_all:
         if Status(ref.status) is not Status.OK:
             return out
         ratio = case.atol / case.rtol if case.rtol else 1.0
+        controls = {k: v for k, v in kwargs.items() if k in ("controller", "backend")}
         tols, nfes, errs, times = [], [], [], []
         for rtol in EVAL_RTOL:
             f.reset()
             w0 = time.perf_counter()
             sol = solver.solve(f, y0, t_all, rtol=rtol, atol=rtol * ratio,
-                               max_steps=case.max_steps)
+                               max_steps=case.max_steps, **controls)
             if cuda:
                 torch.cuda.synchronize(case.device)
             wall = time.perf_counter() - w0
