@@ -9,6 +9,7 @@ import torch
 
 from problems import nonstiff
 from solvers.base import Status
+from solvers.controllers import HairerController, PIDController
 from solvers.rk import RungeKutta
 from solvers.tableaux import DOPRI5, RK4
 
@@ -191,3 +192,89 @@ def test_a_rhs_returning_a_non_contiguous_tensor():
     ref = shared().solve(f, y0, t, rtol=1e-8, atol=1e-10)
     assert sol.status == Status.OK
     torch.testing.assert_close(sol.ys, ref.ys, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
+def test_pid_rows_take_each_orbits_steps_alone(tol):
+    """Under Söderlind's PID controller too, each orbit of the batch takes its steps alone."""
+    f = nonstiff.KeplerField()
+    y0 = kepler_batch()
+    alone = RungeKutta(DOPRI5, name="dopri5", controller="pid")
+    pt = RungeKutta(DOPRI5, name="dopri5-pt", per_trajectory=True, controller="pid")
+    sol = pt.solve(f, y0, T20, rtol=tol, atol=tol)
+    assert sol.status == Status.OK and sol.controller == "pid"
+    runs = [alone.solve(f, y0[b], T20, rtol=tol, atol=tol) for b in range(len(y0))]
+    assert sol.trajectories.n_accepted == [a.n_accepted for a in runs]
+    assert sol.trajectories.n_rejected == [a.n_rejected for a in runs]
+    for b, a in enumerate(runs):
+        assert torch.allclose(sol.ys[:, b], a.ys, rtol=0, atol=1e-3 * tol)
+
+
+def _scalar_rows(ctrl, errs, hs):
+    """The scalar controller's decisions, one trajectory after another (each its own copy)."""
+    copies = [ctrl.fresh(q=5, span=10.0) for _ in errs[0]]
+    out = []
+    for err_row, h_row in zip(errs, hs, strict=True):
+        out.append([c.decide(e, h) for c, e, h in zip(copies, err_row, h_row, strict=True)])
+    return out
+
+
+@pytest.mark.parametrize("ctrl", [HairerController(), PIDController(),
+                                  PIDController(pcoeff=0.1, icoeff=0.3, dcoeff=0.05)],
+                         ids=["hairer", "pid", "pid-d"])
+def test_row_controllers_equal_the_scalar_rule_per_trajectory(ctrl):
+    """Random error norms (with inf and NaN) and steps: the rows' decisions are the scalar
+    rule's, row by row, step after step (the steps up to the last bits: torch's and Python's
+    ``pow`` may round differently)."""
+    g = torch.Generator().manual_seed(0)
+    n, steps = 7, 40
+    errs = torch.exp(torch.randn(steps, n, generator=g, dtype=F64) * 2.0)
+    errs[5, 2], errs[9, 4], errs[10, 4] = math.inf, math.nan, math.nan
+    hs = torch.rand(steps, n, generator=g, dtype=F64) * 0.5 + 1e-3
+    want = _scalar_rows(ctrl, errs.tolist(), hs.tolist())
+    rows = ctrl.fresh(q=5, span=10.0).rows(n, torch.device("cpu"))
+    active = torch.ones(n, dtype=torch.bool)
+    for k in range(steps):
+        accepted, h_new = rows.decide(errs[k].clone(), hs[k].clone(), active)
+        assert accepted.tolist() == [a for a, _ in want[k]]
+        assert h_new.tolist() == pytest.approx([h for _, h in want[k]], rel=1e-14)
+
+
+def test_row_controllers_leave_inactive_rows_alone():
+    rows = HairerController().fresh(q=5, span=10.0).rows(2, torch.device("cpu"))
+    active = torch.tensor([True, False])
+    err, h = torch.tensor([3.0, 3.0], dtype=F64), torch.tensor([0.1, 0.0], dtype=F64)
+    accepted, _ = rows.decide(err, h, active)
+    assert accepted.tolist() == [False, False]
+    # the active row was rejected (no growth next), the other keeps its fresh state
+    small = torch.tensor([1e-6, 1e-6], dtype=F64)
+    accepted, h_new = rows.decide(small, h, torch.ones(2, dtype=torch.bool))
+    assert accepted.tolist() == [True, True]
+    assert h_new[0].item() == pytest.approx(0.1)
+
+
+def test_many_outputs_in_one_step_match_alone():
+    """Output times far denser than the steps (several per step) come from dense output, as
+    with the shared loop; the iteration that reaches several outputs takes another path."""
+    f = nonstiff.KeplerField()
+    y0 = kepler_batch()[:3]
+    t = torch.linspace(0.0, 20.0, 401, dtype=F64)
+    sol = per_trajectory().solve(f, y0, t, rtol=1e-5, atol=1e-5)
+    assert sol.status == Status.OK
+    for b in range(3):
+        alone = shared().solve(f, y0[b], t, rtol=1e-5, atol=1e-5)
+        assert sol.trajectories.n_accepted[b] == alone.n_accepted
+        assert torch.allclose(sol.ys[:, b], alone.ys, rtol=0, atol=1e-7)
+
+
+def test_a_batch_longer_than_the_ring_of_stage_buffers():
+    """More iterations than stage buffers kept for the outputs, and rows finishing at
+    different iterations: every output is filled, as alone."""
+    f = nonstiff.KeplerField()
+    y0 = torch.tensor([nonstiff.kepler_y0(e) for e in (0.0, 0.2, 0.95)], dtype=F64)
+    t = torch.linspace(0.0, 20.0, 23, dtype=F64)
+    sol = per_trajectory().solve(f, y0, t, rtol=1e-8, atol=1e-8)
+    assert sol.n_steps > 16 and bool(torch.isfinite(sol.ys).all())
+    for b in range(3):
+        alone = shared().solve(f, y0[b], t, rtol=1e-8, atol=1e-8)
+        assert torch.allclose(sol.ys[:, b], alone.ys, rtol=0, atol=1e-9)
