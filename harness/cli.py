@@ -375,6 +375,8 @@ def _problem_table(steps: dict | None = None,
 
 
 def _solver_table() -> tuple[dict[str, dict], list[str]]:
+    from solvers.gradients import supported_modes
+
     info: dict[str, dict] = {}
     notes: list[str] = []
     for entry in registry.SOLVERS.entries():
@@ -389,7 +391,8 @@ def _solver_table() -> tuple[dict[str, dict], list[str]]:
             "kind": s.kind,
             "order": s.order,
             "adaptive": s.adaptive,
-            "grad_modes": [str(m) for m in s.grad_modes],
+            "grad_modes": [str(m) for m in supported_modes(s)],
+            "controllers": list(getattr(s, "controllers", ()) or ()),
             "source": entry.source,
         }
     return info, notes
@@ -444,8 +447,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     _, problems, p_notes = _problem_table()
     print(f"Solvers ({len(solvers)})")
     _print_table(
-        ["name", "kind", "order", "adaptive", "gradient modes", "source"],
+        ["name", "kind", "order", "adaptive", "controllers", "gradient modes", "source"],
         [[n, i.get("kind", "?"), i.get("order", "?"), i.get("adaptive", "?"),
+          ",".join(i.get("controllers", [])) or "(its own)",
           ",".join(i.get("grad_modes", [])), i["source"]] for n, i in solvers.items()],
     )
     print()

@@ -57,12 +57,12 @@ def check_channels(channels: Channels, n: int) -> Segments:
         a, b, d = (int(v) for v in seg)
         if not (0 <= a < b <= n) or d < 1 or (b - a) % d:
             raise ValueError(
-                f"`error_channels` segment {tuple(seg)} does not fit a state of {n} elements "
+                f"seminorm segment {tuple(seg)} does not fit a state of {n} elements "
                 "(need 0 <= start < stop <= n and state_dim dividing stop - start)"
             )
         out.append((a, b, d))
     if not out:
-        raise ValueError("`error_channels` must name at least one segment")
+        raise ValueError("a seminorm must name at least one segment")
     return Segments(out, n)
 
 

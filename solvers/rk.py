@@ -50,8 +50,6 @@ from solvers.rk_host import HOST_MAX, HostPlan, HostStages
 from solvers.stages import GraphStages, coefficients, engine, recorded
 from solvers.tableaux import ButcherTableau
 
-__all__ = ["DEFAULT_MAX_STEPS", "OutputCollector", "RungeKutta", "check_step_grid", "fixed_grid"]
-
 
 class RungeKutta(Solver):
     """An explicit RK solver defined by a :class:`ButcherTableau`.

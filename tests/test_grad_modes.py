@@ -90,7 +90,7 @@ def test_every_torch_solver_declares_and_runs_every_mode(name) -> None:
 
 
 def test_one_channel_equal_to_the_whole_state_changes_nothing(monkeypatch) -> None:
-    # error_channels run on the tensor loop: compare it with itself (a small float64 state
+    # a seminorm runs on the tensor loop: compare it with itself (a small float64 state
     # would otherwise take the Python-float loop, equal only to rounding)
     monkeypatch.setattr(rk, "HOST_MAX", 0)
     solver = RungeKutta(DOPRI5, name="dopri5", adaptive=True)

@@ -45,6 +45,7 @@ from harness.plugins import discover
 from harness.registry import make_solver, make_task
 from solvers.gradients import grad_rel_err, odeint
 from solvers.gradients.vjp import vjp
+from solvers.norms import RMSNorm
 from solvers.rk import RungeKutta
 from solvers.tableaux import DOPRI5
 from training.loop import minibatch_starts, seeds, summarise
@@ -272,7 +273,7 @@ def test_bench_training_iteration(benchmark, capsys, mode: str) -> None:
 def test_bench_training_nfe_norm(benchmark, capsys) -> None:
     """Forward NFE of one solve on the pretrained field, each library with each norm: ours
     (worst trajectory's RMS, Hairer's controller) and an RMS over the whole batch (theirs;
-    ours through ``error_channels`` as one segment, one row of all elements); and ours with
+    ours through ``norm=RMSNorm(n)``, one row of all elements); and ours with
     the plain I controller (``beta = 0``) beside Hairer's stabilised one."""
     tde = pytest.importorskip("torchdiffeq")
     sp = spiral()
@@ -288,10 +289,10 @@ def test_bench_training_nfe_norm(benchmark, capsys) -> None:
     solves = {
         "ours": lambda: ours.solve(f, y0, sp.t, rtol=RTOL, atol=ATOL),
         "ours, batch RMS": lambda: ours.solve(f, y0, sp.t, rtol=RTOL, atol=ATOL,
-                                              error_channels=[(0, n, n)]),
+                                              norm=RMSNorm(n)),
         "ours, beta 0": lambda: ours_i.solve(f, y0, sp.t, rtol=RTOL, atol=ATOL),
         "ours, batch RMS, beta 0": lambda: ours_i.solve(f, y0, sp.t, rtol=RTOL, atol=ATOL,
-                                                        error_channels=[(0, n, n)]),
+                                                        norm=RMSNorm(n)),
         "tde": lambda: tde.odeint(f, y0, sp.t, rtol=RTOL, atol=ATOL, method="dopri5"),
         "tde, worst trajectory": lambda: tde.odeint(f, y0, sp.t, rtol=RTOL, atol=ATOL,
                                                     method="dopri5",
