@@ -842,7 +842,10 @@ def _print_summary(df) -> None:
         _print_training(train)
     if df.empty:
         return
+    from reports.summary import solver_labels
+
     rows = []
+    df = df.assign(solver=solver_labels(df))  # dopri5 · pid where two controllers ran
     for solver, g in df.groupby("solver", sort=True):
         ok = g[g["status"] == "ok"]
         failed = g[g["status"] != "ok"]["status"].value_counts()
