@@ -12,7 +12,9 @@
 #   5. training cases on the card (spiral and Table 1), CUDA peak per iteration;
 #   6. a report faceted by device, compare on the card, the report's load time;
 #   7. the executor benchmark on the machine's cores, and a Dask sweep of CUDA cases (needs
-#      the dask extra: pip install -c constraints.txt -e '.[test,peers,dask]').
+#      the dask extra: pip install -c constraints.txt -e '.[test,peers,dask]');
+#   8. the engine on the card: shared steps (Hairer's and the PID controller) against a step
+#      per trajectory and torchode, 10,000 Kepler orbits, float64, CUDA events.
 # Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
 # driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
 # DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
@@ -80,3 +82,30 @@ python -m harness show "$out/gpu-train"
 python -m harness show "$out/gpu-isolated"
 python -m harness show "$out/gpu-speed" | head -40
 python -m harness show "$out/gpu-gradients" | head -40
+# 8. the engine on the card: dopri5 (hairer, pid), dopri5-pt and torchode on 10,000 Kepler orbits
+#    (e spread over [0, 0.9]) at rtol 1e-6, float64; median of 5 with CUDA events, NFE beside
+python - "$device" <<'PY'
+import math, sys, torch
+from harness import plugins, registry
+plugins.discover()
+dev = torch.device(sys.argv[1])
+n = 10_000
+e = torch.linspace(0.0, 0.9, n, dtype=torch.float64, device=dev)
+y0 = torch.stack((1 - e, torch.zeros_like(e), torch.zeros_like(e), torch.sqrt((1 + e) / (1 - e))), -1)
+t = torch.tensor([0.0, 20.0], dtype=torch.float64, device=dev)
+def kepler(tt, y):
+    q, p = y[..., :2], y[..., 2:]
+    return torch.cat((p, -q / (q * q).sum(-1, keepdim=True) ** 1.5), -1)
+runs = {"dopri5 hairer": ("dopri5", {}), "dopri5 pid": ("dopri5", {"controller": "pid"}),
+        "dopri5-pt": ("dopri5-pt", {})}
+if "to-dopri5" in registry.SOLVERS:
+    runs["to-dopri5"] = ("to-dopri5", {})
+for label, (name, kw) in runs.items():
+    solver, times = registry.make_solver(name), []
+    for _ in range(6):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(); sol = solver.solve(kepler, y0, t, rtol=1e-6, atol=1e-6, **kw); b.record()
+        torch.cuda.synchronize(); times.append(a.elapsed_time(b))
+    print(f"engine {label:14s} {sorted(times[1:])[2]:9.1f} ms  nfe {sol.nfe}  {sol.status} "
+          f"backend {sol.backend or '-'}")
+PY
