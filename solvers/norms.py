@@ -169,6 +169,11 @@ def _flat(x: torch.Tensor) -> list[float]:
     return x.detach().reshape(-1).tolist()
 
 
+def _host_sized(err: torch.Tensor) -> bool:
+    """Whether the norm of ``err`` is taken in Python floats (a small float64 CPU state)."""
+    return err.numel() <= HOST_NORM_MAX and err.dtype == torch.float64 and err.device.type == "cpu"
+
+
 def _error_norm_host(
     err: torch.Tensor,
     h: float,
@@ -240,8 +245,7 @@ def error_norm(
     left out).
     """
     n = err.numel()
-    small = n <= HOST_NORM_MAX and err.dtype == torch.float64 and err.device.type == "cpu"
-    if small and channels is None:
+    if _host_sized(err) and channels is None:
         return _error_norm_host(err, h, y_old, y_new, rtol, atol, state_dim or n)
     if torch.is_grad_enabled():  # entering no_grad costs more than the check
         with torch.no_grad():
@@ -299,8 +303,7 @@ class RMSNorm:
         a state of the previous call (the accepted ``y_new``, or the same ``y_old`` after a
         rejection): the same numbers, one op fewer per step."""
         n = err.numel()
-        if (n <= HOST_NORM_MAX and err.dtype == torch.float64 and err.device.type == "cpu") or (
-                torch.is_grad_enabled()):
+        if _host_sized(err) or torch.is_grad_enabled():
             return error_norm(err, h, y_old, y_new, rtol, atol, self.state_dim)
         a_old = next((a for y, a in self._abs if y is y_old), None)
         if a_old is None:
