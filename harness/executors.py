@@ -327,12 +327,21 @@ class DaskExecutor(Executor):
 
         chunks = [list(cases[i:i + size]) for i in range(0, len(cases), size)]
         pending = as_completed([submit(c) for c in chunks], with_results=False)
+        # A worker's death counts against every task that it held, the one that killed it and
+        # the one queued behind it alike. So a case whose own task died is only a suspect: it
+        # runs again alone, with nothing else in flight, and only a death there is its own.
+        suspects: list[Case] = []
+        alone = False
         while True:
             signals.raise_if_requested()
             try:
                 fut = next(pending)
             except StopIteration:
-                return
+                if not suspects:
+                    return
+                alone = True
+                pending.add(submit([suspects.pop(0)]))
+                continue
             chunk = chunk_of.pop(fut.key)
             try:
                 rows = fut.result()
@@ -340,6 +349,9 @@ class DaskExecutor(Executor):
                 if len(chunk) > 1:  # which case killed its workers? one task each tells
                     for case in chunk:
                         pending.add(submit([case]))
+                    continue
+                if not alone:
+                    suspects.append(chunk[0])
                     continue
                 rows = [_killed_row(chunk[0], exc)]
             except Exception as exc:
@@ -367,7 +379,7 @@ class DaskExecutor(Executor):
 
 def _killed_row(case: Case, exc: Any) -> dict[str, Any]:
     row = error_row(case, Status.CRASHED,
-                    "every Dask worker that ran the case died (the scheduler gave up after "
+                    "every Dask worker that ran the case alone died (the scheduler gave up after "
                     f"distributed.scheduler.allowed-failures retries): KilledWorker: {exc}",
                     utc_now(), 0.0)
     last = getattr(getattr(exc, "last_worker", None), "address", None)
