@@ -2,7 +2,8 @@
 
 Prints, at rtol = atol = 1e-3, 1e-6, 1e-9: each orbit's accepted/rejected steps solved alone
 (``dopri5``) and inside the batch (``dopri5-pt``), the batch loop's iterations and NFE for
-``dopri5-pt``, and the shared-step ``dopri5`` on the same batch. The README's table comes from
+``dopri5-pt``, and the shared-step ``dopri5`` on the same batch; then interleaved wall times
+on 5 and 1000 orbits, and on one orbit. The README's tables come from
 ``python scripts/kepler_batch.py``; ``tests/test_solver_per_trajectory.py`` asserts the equalities.
 """
 
@@ -45,6 +46,29 @@ def main() -> None:
         print(f"| {tol:g} | {it} / {nfe} | {sh_steps} / {sh_nfe} |")
     print()
     timing(f, t, shared, per)
+    print()
+    one_orbit(f, t, shared, per)
+
+
+def one_orbit(f, t, shared, per, rounds: int = 15) -> None:
+    """One orbit (D3) at 1e-6: the shared loop on each backend against the per-trajectory loop
+    on a batch of one, what a per-trajectory loop costs where it has nothing to gain."""
+    y0 = torch.tensor(nonstiff.kepler_y0(0.5), dtype=torch.float64)
+    runners = {
+        "dopri5 (host)": lambda: shared.solve(f, y0, t, rtol=1e-6, atol=1e-6, backend="host"),
+        "dopri5 (tensor)": lambda: shared.solve(f, y0, t, rtol=1e-6, atol=1e-6,
+                                                backend="tensor"),
+        "dopri5-pt": lambda: per.solve(f, y0, t, rtol=1e-6, atol=1e-6),
+    }
+    steps = {k: run().n_steps for k, run in runners.items()}
+    timer = Interleaved(runners, warmup=1)
+    for _ in range(rounds + timer.warmup):
+        timer.round()
+    med = timer.medians()
+    print("| one orbit (D3) | " + " | ".join(f"`{k}` ms (steps)" for k in runners) + " |")
+    print("|---|" + "---|" * len(runners))
+    print("| 1e-6 | " + " | ".join(f"{med[k] * 1e3:.1f} ({steps[k]})" for k in runners) + " |")
+    print(f"`dopri5-pt` over `dopri5 (tensor)`: {med['dopri5-pt'] / med['dopri5 (tensor)']:.2f}")
 
 
 def timing(f, t, shared, per, rounds: int = 15) -> None:

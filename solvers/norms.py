@@ -317,17 +317,22 @@ class RMSNorm:
         """On Python lists (the ``host`` backend)."""
         return error_norm_floats(err, h, y_old, y_new, rtol, atol, self.state_dim)
 
-    def rows(self, err, h, y_old, y_new, rtol, atol) -> torch.Tensor:
+    def rows(self, err, h, y_old, y_new, rtol, atol, both=None) -> torch.Tensor:
         """Each row's norm, ``err`` ``[B, d]``, ``h`` ``[B]`` float64: float64 ``[B]``. ``h``
         None: ``err`` already holds ``h * err`` row by row (the per-trajectory loop keeps its
-        stages scaled by each row's step). ``err`` is overwritten."""
-        sk = torch.maximum(y_old.abs(), y_new.abs()).mul_(rtol).add_(atol)
-        norm = torch.linalg.vector_norm(err.div_(sk), dim=-1)
+        stages scaled by each row's step). ``err`` is overwritten. ``both``: ``y_old`` and
+        ``y_new`` as one ``[2, B, d]`` tensor, where they lie side by side (one ``abs``)."""
+        root = math.sqrt(err.shape[-1])  # the RMS's 1/sqrt(d), folded into the scale
+        if both is not None:
+            sk = torch.amax(both.abs(), 0)
+        else:
+            sk = torch.maximum(y_old.abs(), y_new.abs())
+        norm = torch.linalg.vector_norm(err.div_(sk.mul_(rtol * root).add_(atol * root)), dim=-1)
         if norm.dtype != torch.float64:
             norm = norm.to(torch.float64)
         if h is not None:
             norm.mul_(h.abs())
-        return norm.div_(math.sqrt(err.shape[-1]))
+        return norm
 
     def row_sums(self, x: torch.Tensor) -> torch.Tensor:
         return _per_trajectory(x, self.state_dim).sum(-1)

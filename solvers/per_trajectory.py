@@ -192,7 +192,7 @@ def solve_per_trajectory(
             torch.where(last, t_end - t, h, out=hs)
             with grad:
                 y1 = eng.step(t, hs)
-            err = norm.rows(eng.error(), None, eng.y, y1, rtol, atol)
+            err = norm.rows(eng.error(), None, eng.y, y1, rtol, atol, eng.states())
             accepted, h_new = ctrl.decide(err, hs, active)
             done = accepted & last
             code.masked_fill_(done, _CODE[Status.OK] + _N * iterations)

@@ -114,7 +114,7 @@ class RowStages:
         return dict(
             y=y, y1=y1, y_next=Z[(m + 1) % self.slots, s], first=(user(y), self.tv[0], K[0]),
             steps=steps, final=None if self.b is None else combine(self.b, y1),
-            stages_T=rows[:s].T,
+            stages_T=rows[:s].T, both=Z[m, s:],
         )
 
     def _call(self, t: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
@@ -183,6 +183,10 @@ class RowStages:
             return torch.add(y, ks[j], alpha=w)
         kk = torch.stack(ks[:j]).view(j, -1).T
         return torch.addmv(y.view(-1), kk, w).view(self.bd)
+
+    def states(self) -> torch.Tensor | None:
+        """This slot's ``y`` and ``y1`` as one ``[2, B, d]`` view (None with autograd)."""
+        return None if self.recorded else self.v["both"]
 
     def error(self) -> torch.Tensor:
         """``h[b] * sum_i e_i k_i`` per row, ``[B, d]`` (the norm may overwrite it)."""
