@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -71,7 +71,10 @@ class Capability(enum.StrEnum):
       (:mod:`solvers.controllers`) by name or as an object;
     - ``backend``: ``solve(..., backend=...)`` takes a :class:`Backend`;
     - ``callback``: ``solve(..., callback=...)`` calls an object's ``step``, ``accept`` and
-      ``reject`` around each attempted step (see :mod:`solvers.loop`).
+      ``reject`` around each attempted step (see :mod:`solvers.loop`);
+    - ``jacobian``: a linearly implicit solver that uses ``df/dy``: ``solve(..., jac=fn)``
+      takes the field's own Jacobian ``fn(t, y) -> [..., d, d]`` (default: autograd), and
+      ``solve(..., autonomous=True)`` says that ``f`` does not depend on ``t``.
     """
 
     RECORD_STEPS = "record_steps"
@@ -82,6 +85,7 @@ class Capability(enum.StrEnum):
     CONTROLLER = "controller"
     BACKEND = "backend"
     CALLBACK = "callback"
+    JACOBIAN = "jacobian"
 
 
 class GradMode(enum.StrEnum):
@@ -146,6 +150,9 @@ class Solution:
     trajectories: object | None = None
     backend: str = ""  # the Backend that ran ("" from a solver that does not say)
     controller: str = ""  # the step-size controller's name ("" where the solver's own)
+    # the linear algebra of an implicit solver, as Hairer's codes count it: Jacobian
+    # evaluations (njev), LU decompositions (ndec), forward-backward solves (nsol); empty else
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,6 +186,7 @@ _OPTION_OF = {
     Capability.BACKEND: "backend",
     Capability.CALLBACK: "callback",
 }
+_OPTIONS_OF = {Capability.JACOBIAN: ("jac", "autonomous")}
 
 
 class Solver:
@@ -251,6 +259,7 @@ class Solver:
             raise ValueError("`y0` must be a floating-point torch.Tensor")
         check_max_steps(max_steps)
         allowed = {_OPTION_OF[c] for c in self.capabilities if c in _OPTION_OF}
+        allowed |= {k for c in self.capabilities for k in _OPTIONS_OF.get(c, ())}
         unknown = sorted(set(options) - allowed)
         if unknown:
             takes = ", ".join(f"`{k}`" for k in sorted(allowed)) or "none"

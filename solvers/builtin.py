@@ -15,6 +15,8 @@ from __future__ import annotations
 from harness.registry import register_solver
 from solvers.resnet import EulerResNetSolver
 from solvers.rk import RungeKutta
+from solvers.rosenbrock import Rosenbrock
+from solvers.rosenbrock_tableaux import RODAS4, ROS3P
 from solvers.scipy_ref import ScipyReference
 from solvers.tableaux import DOPRI5, RK4
 
@@ -37,6 +39,18 @@ def dopri5() -> RungeKutta:
 def dopri5_per_trajectory() -> RungeKutta:
     """dopri5 with a step size per trajectory of a batch (each takes the steps it would alone)."""
     return RungeKutta(DOPRI5, name="dopri5-pt", adaptive=True, per_trajectory=True)
+
+
+@register_solver("rodas4")
+def rodas4() -> Rosenbrock:
+    """Hairer & Wanner's RODAS: Rosenbrock 4(3), 6 stages, L-stable, stiffly accurate."""
+    return Rosenbrock(RODAS4)
+
+
+@register_solver("ros3p")
+def ros3p() -> Rosenbrock:
+    """Lang & Verwer's ROS3P: Rosenbrock 3(2), 3 stages, A-stable, for moderate tolerances."""
+    return Rosenbrock(ROS3P)
 
 
 def _scipy(method: str) -> None:

@@ -160,7 +160,8 @@ def test_the_callback_sees_every_attempt_in_the_users_shape() -> None:
     assert kinds[::2] == ["step"] * sol.n_steps and "step" not in kinds[1::2]
     accepted = [c for c in rec.calls if c[0] == "accept"]
     assert accepted[0][1] == 0.0
-    assert all(b[1] == pytest.approx(a[1] + a[3]) for a, b in zip(accepted, accepted[1:], strict=False))
+    pairs = zip(accepted, accepted[1:], strict=False)
+    assert all(b[1] == pytest.approx(a[1] + a[3]) for a, b in pairs)
     assert sol.backend == "tensor"  # a callback runs on tensors
 
 
