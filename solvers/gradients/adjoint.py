@@ -122,6 +122,8 @@ class _Adjoint(torch.autograd.Function):
             return flatten([fy.detach() if torch.is_grad_enabled() else fy, *vjps])
 
         extra: dict = {}
+        if Capability.JACOBIAN in capabilities_of(run.solver):
+            extra["jac"] = _augmented_jacobian(f, shape, n, inputs_p, need_t, like)
         adaptive = run.solver.adaptive
         if adaptive:
             channels = [(0, n, d), (n, 2 * n, d)]
@@ -174,6 +176,47 @@ class _Adjoint(torch.autograd.Function):
             for o, s, p in zip(_offsets(sizes), sizes, params, strict=True)
         ]
         return (None, None, a.view(shape), grad_t, *grads_p)
+
+
+def _augmented_jacobian(f, shape, n: int, params: tuple, need_t: bool, like: torch.Tensor):
+    """``jac(t, z)``: the exact Jacobian ``[N, N]`` of the augmented system, for a solver that
+    uses one (a Rosenbrock method; the backward solves are as stiff as the forward one).
+
+    ``z = (y, a, a_p[, a_t])`` and ``z' = (f, -a^T df/dy, -a^T df/dp[, -a^T df/dt])``: the
+    rows are those of ``f`` (the block ``J``), of the vector-Jacobian products (``-J^T`` in
+    the ``a`` columns, and the second derivatives ``-a^T d2f/dy2`` in the ``y`` columns, by
+    double backward); the ``a_p``, ``a_t`` columns are 0. One call of ``f`` per Jacobian, not
+    counted as an evaluation of the backward pass's right-hand side."""
+
+    def jac(tt: float, z: torch.Tensor) -> torch.Tensor:
+        N = z.numel()
+        with torch.enable_grad():
+            zz = z.detach().reshape(-1).requires_grad_(True)
+            yv, av = zz[:n].view(shape), zz[n : 2 * n].view(shape)
+            tv = (torch.tensor(tt, dtype=like.dtype, device=like.device, requires_grad=True)
+                  if need_t else tt)
+            fy = f(tv, yv)
+            inputs = (yv, *params, *((tv,) if need_t else ()))
+            vjps = torch.autograd.grad(fy, inputs, -av, create_graph=True, allow_unused=True)
+            parts = [fy.reshape(-1)] + [
+                (torch.zeros(x.numel(), dtype=like.dtype, device=like.device) if v is None
+                 else v.reshape(-1)) for v, x in zip(vjps, inputs, strict=True)]
+            out = torch.cat(parts)
+            eye = torch.eye(N, dtype=like.dtype, device=like.device)
+            if not out.requires_grad:
+                return torch.zeros(N, N, dtype=like.dtype, device=like.device)
+            try:
+                (rows,) = torch.autograd.grad(out, zz, eye, allow_unused=True,
+                                              is_grads_batched=True)
+            except RuntimeError:  # an op without a batching rule: a pass per row
+                rows = torch.stack([
+                    g if g is not None else torch.zeros_like(zz)
+                    for g in (torch.autograd.grad(out[i], zz, retain_graph=True,
+                                                  allow_unused=True)[0] for i in range(N))])
+        return (torch.zeros(N, N, dtype=like.dtype, device=like.device) if rows is None
+                else rows.detach())
+
+    return jac
 
 
 def _zero(zeros: list, k: int, ref: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
