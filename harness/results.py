@@ -85,6 +85,9 @@ COLUMNS: tuple[Column, ...] = (
            "adaptive solvers do not report them)"),
     Column("n_rejected", "Int64", "steps", "rejected steps; -1: unknown (a solver that does "
            "not report them, e.g. scipy's Radau, BDF and LSODA, torchdiffeq's adaptive ones)"),
+    Column("njev", "Int64", "", "Jacobian evaluations (implicit solvers; empty else)"),
+    Column("ndec", "Int64", "", "LU decompositions (implicit solvers)"),
+    Column("nsol", "Int64", "", "forward-backward substitutions (implicit solvers)"),
     Column("t_reached", "float64", "time", "how far the solve got"),
     Column("err_max", "float64", "", "max absolute error over all output times and components"),
     Column("err_final", "float64", "", "max absolute error at the final time"),
@@ -300,6 +303,9 @@ class Row:
     n_steps: int | None = UNSET
     n_accepted: int | None = UNSET
     n_rejected: int | None = UNSET
+    njev: int | None = UNSET
+    ndec: int | None = UNSET
+    nsol: int | None = UNSET
     t_reached: float | None = UNSET
     err_max: float | None = UNSET
     err_final: float | None = UNSET

@@ -186,6 +186,9 @@ def _result_fields(case: Case, sol: Solution, acc: Accuracy, timing: Timing
         n_steps=sol.n_steps,
         n_accepted=sol.n_accepted,
         n_rejected=sol.n_rejected,
+        njev=sol.counts.get("njev"),
+        ndec=sol.counts.get("ndec"),
+        nsol=sol.counts.get("nsol"),
         t_reached=sol.t_reached,
         err_max=acc.err_max,
         err_final=acc.err_final,
@@ -233,6 +236,8 @@ def solve_kwargs(case: Case, solver: Solver, problem: Any) -> dict[str, Any]:
         kwargs["controller"] = case.controller
     if case.backend and Capability.BACKEND in capabilities:
         kwargs["backend"] = case.backend
+    if getattr(problem, "jac", None) is not None and Capability.JACOBIAN in capabilities:
+        kwargs["jac"] = problem.jac
     return kwargs
 
 

@@ -57,6 +57,9 @@ class Problem:
     # order can be fitted. None: the suite's ladder. An explicit --steps or a suite file's
     # steps wins over it.
     steps: dict[int, tuple[int, ...]] | None = None
+    # the field's own Jacobian df/dy in torch, jac(t, y) -> [..., d, d] (batched as f is), for
+    # the solvers that take one (Capability.JACOBIAN); None: they use autograd
+    jac: Callable | None = None
     extra: dict = field(default_factory=dict)
 
     def steps_for(self, order: int) -> tuple[int, ...] | None:

@@ -12,7 +12,9 @@ Each wraps one of scipy's ``OdeSolver`` classes (``RK45``, ``DOP853``, ``Radau``
   accepted steps);
 - ``nfe``: the calls of ``f`` this wrapper made, which the harness's counting wrapper sees
   too. That includes the calls for finite-difference Jacobians, which scipy's ``nfev``
-  leaves out for Radau and BDF (it counts them in ``njev`` columns instead).
+  leaves out for Radau and BDF (it counts them in ``njev`` columns instead);
+- ``counts`` (implicit methods): scipy's ``njev`` (Jacobian evaluations) and ``nlu`` (LU
+  decompositions, our ``ndec``); scipy does not count the solves.
 
 The state is flattened to a float64 vector for scipy; ``f`` is called with a torch tensor of
 ``y0``'s shape, dtype and device. ``sol.success`` is never ignored: a failure becomes a status
@@ -123,6 +125,9 @@ class ScipyReference(Solver):
             attempts, rem = divmod(solver.nfev - 2 - dense_calls, self._calls_per_step)
             n_rej = attempts - n_acc if rem == 0 and attempts >= n_acc else -1
         ys = out.stack(y_start).to(device=device, dtype=dtype)
+        counts = {}
+        if solver is not None and self.implicit:  # scipy counts no forward-backward solves
+            counts = {"njev": int(solver.njev), "ndec": int(solver.nlu)}
         return Solution(
             ys=ys.view(len(times), *shape),
             status=status,
@@ -132,4 +137,5 @@ class ScipyReference(Solver):
             n_rejected=n_rej,
             nfe=calls,
             t_reached=t_reached,
+            counts=counts,
         )
