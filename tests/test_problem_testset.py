@@ -177,19 +177,36 @@ def test_pollu_is_twenty_species_and_twenty_five_reactions():
 @pytest.mark.parametrize(
     "y_end,n",
     [(kinetics.OREGO_Y_360, 3), (kinetics.HIRES_Y_END, 8), (kinetics.POLLU_Y_60, 20),
-     (pleiades.PLEI_Y_3, 28), (kinetics.E5_Y_PUBLISHED, 4)],
+     (pleiades.PLEI_Y_3, 28), (kinetics.E5_Y_BARI, 4)],
     ids=["orego", "hires", "pollu", "plei", "e5"],
 )
 def test_published_end_values_are_complete(y_end, n):
     assert len(y_end) == n and all(np.isfinite(y_end))
 
 
-def test_e5_reference_replaces_only_the_underflowed_y1():
+def test_e5_reference_is_hairers_with_y2_equal_to_y3():
     p = kinetics.build_e5()
-    np.testing.assert_array_equal(p.reference.ys[-1], [0.0, *kinetics.E5_Y_PUBLISHED[1:]])
-    assert "replaced by 0" in p.reference.provenance
+    y = p.reference.ys[-1]
+    # Hairer's e5_exact.txt at t = 1e13; (y2 - y3 - y4)' = 0 and y4(1e13) = 0 force y2 = y3
+    assert y[1] == y[2] == 8.8612334976263783420e-23
+    assert y[0] == 0.0 and y[3] == 0.0
+    assert "e5_exact.txt" in p.reference.provenance
+    assert p.reference.provenance.startswith("published: y(1e13)")
     # the bound y1(t) <= y1(0) exp(-A t) underflows at t = 1e13
     assert kinetics.E5_Y0[0] * np.exp(-kinetics.E5_K[0] * kinetics.E5_TEND) == 0.0
+
+
+def test_e5_keeps_the_bari_pair_aside():
+    p = kinetics.build_e5()
+    bari = p.extra["bari_y_end"]
+    assert bari == (0.1152903278711829e-290, 0.8867655517642120e-22, 0.8854814626268838e-22, 0.0)
+    assert "0.14%" in p.extra["bari_note"] and "y2 = y3" in p.extra["bari_note"]
+    # the reason it is not used: its y2 and y3 differ by 0.14%, each ~0.07% off the reference
+    assert (bari[1] - bari[2]) / bari[2] == pytest.approx(1.45e-3, rel=0.01)
+    for b in bari[1:3]:
+        assert abs(b - p.reference.ys[-1][1]) / p.reference.ys[-1][1] == pytest.approx(
+            7.2e-4, rel=0.02)
+    assert not np.array_equal(p.reference.ys[-1], bari)
 
 
 @pytest.mark.parametrize("build", [kinetics.build_orego, kinetics.build_hires,
