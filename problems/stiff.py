@@ -27,9 +27,21 @@ which is ((1 - y1^2) y2 - y1) / eps with eps = 1 / mu^2 = 1e-6. The initial valu
 
 The test set's two published end values agree under this map to 14 digits (see
 ``VDPOL_CONSISTENCY`` below); ``tests/test_problem_stiff.py`` checks it again with scipy Radau.
+
+Prothero-Robinson (``prothero-robinson``, and its non-stiff variant ``prothero-robinson-mild``),
+the scalar test equation of A. Prothero and A. Robinson (Math. Comp. 28 (1974) 145-162):
+
+    y' = lambda (y - phi(t)) + phi'(t),  y(0) = phi(0),  exact solution y(t) = phi(t),
+
+here with ``phi(t) = sin(t)`` (a common choice; the paper's analysis holds for any smooth phi)
+on t in [0, 1]. With ``lambda = -1e6`` a step with ``|lambda h| >> 1`` shows the order
+reduction of one-step methods whose stage order is low (the point of the paper); with
+``lambda = -1`` it is a mild, non-stiff and non-autonomous problem with a closed form.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -37,7 +49,7 @@ from torch import nn
 
 from harness.registry import register_problem
 from problems import references
-from problems.base import Problem, Reference, RefKind
+from problems.base import Problem, Reference, RefKind, doubling
 from problems.references import RefCheck
 
 BARI = "Mazzia & Magherini, Test Set for IVP Solvers, release 2.4, Univ. of Bari"
@@ -283,6 +295,115 @@ def build_vdpol_eps(
 
 
 # ---------------------------------------------------------------------------------------------
+# prothero-robinson (and prothero-robinson-mild): y' = lambda (y - phi(t)) + phi'(t), phi = sin
+
+PROTHERO = (
+    "A. Prothero, A. Robinson, On the stability and accuracy of one-step methods for solving "
+    "stiff systems of ordinary differential equations, Math. Comp. 28 (1974) 145-162"
+)
+PR_LAMBDA = -1.0e6  # stiff: |lambda h| >> 1 for any step a solver of phi would take
+PR_LAMBDA_MILD = -1.0  # non-stiff: |lambda h| small
+PR_T = np.linspace(0.0, 1.0, 5)
+
+
+def prothero_robinson_exact(t: np.ndarray) -> np.ndarray:
+    """The exact solution ``y(t) = phi(t) = sin(t)``, ``[len(t), 1]`` (for any lambda)."""
+    return np.sin(np.asarray(t, dtype=np.float64)).reshape(-1, 1)
+
+
+def prothero_robinson_rhs(t: float, y: np.ndarray, lam: float = PR_LAMBDA) -> np.ndarray:
+    """numpy form, for scipy solves: ``lam (y - sin t) + cos t``."""
+    return lam * (np.asarray(y) - math.sin(t)) + math.cos(t)
+
+
+def prothero_robinson_jac(t: float, y: np.ndarray, lam: float = PR_LAMBDA) -> np.ndarray:
+    return np.array([[lam]])
+
+
+def _pr_mild_rhs(t: float, y: np.ndarray) -> np.ndarray:
+    return prothero_robinson_rhs(t, y, PR_LAMBDA_MILD)
+
+
+def _pr_mild_jac(t: float, y: np.ndarray) -> np.ndarray:
+    return prothero_robinson_jac(t, y, PR_LAMBDA_MILD)
+
+
+class ProtheroRobinsonField(nn.Module):
+    """Prothero-Robinson with ``phi = sin``: ``y' = lam (y - sin t) + cos t`` (non-autonomous;
+    ``t`` a Python float or a 0-d tensor), batched over the leading dims of ``y``."""
+
+    def __init__(self, lam: float = PR_LAMBDA) -> None:
+        super().__init__()
+        self.lam = float(lam)
+
+    def forward(self, t: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        tt = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        return self.lam * (y - torch.sin(tt)) + torch.cos(tt)
+
+
+def build_prothero_robinson_lam(
+    lam: float = PR_LAMBDA,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    name: str | None = None,
+) -> Problem:
+    """Prothero-Robinson with ``phi(t) = sin(t)`` and a given ``lam`` on t in [0, 1] (output at
+    0, 0.25, ..., 1), exact reference ``y = sin(t)``. ``lam < 0`` large in magnitude is stiff
+    (tagged ``stiff``, with an explicit-solver budget), ``|lam|`` of order 1 is not (tagged
+    ``nonstiff``, with a fixed-step ladder). The registered forms are ``prothero-robinson``
+    (``lam = -1e6``) and ``prothero-robinson-mild`` (``lam = -1``)."""
+    lam = float(lam)
+    stiff = abs(lam) * float(PR_T[-1]) > 1.0e3
+    name = name or f"prothero-robinson(lam={lam:g})"
+    # Explicit Euler is stable for h < 2/|lam|, rk4 for h < 2.8/|lam|: at lam = -1 every rung.
+    # lam = -1 (measured, max error over the outputs): Euler errs 5.2e-3 at 32 steps, 3.3e-4 at
+    # 512, halving each rung; rk4 errs 1.1e-6 at 8 steps, 1.7e-11 at 128, 6.4e-14 at 512 (the
+    # floor is near 1e-15): from 8 its five rungs stay well above it.
+    steps = None if stiff else {1: doubling(32), 4: doubling(8)}
+    return Problem(
+        name=name,
+        tags=frozenset({"stiff" if stiff else "nonstiff", "exact", "small"}),
+        f=ProtheroRobinsonField(lam),
+        y0=torch.zeros(1, dtype=dtype, device=device),  # phi(0) = sin(0) = 0
+        t=torch.as_tensor(PR_T, dtype=dtype, device=device),
+        reference=Reference(
+            ys=prothero_robinson_exact(PR_T),
+            kind=RefKind.EXACT,
+            provenance=f"exact: y(t) = phi(t) = sin(t) solves y' = lam (y - phi) + phi' with "
+            f"y(0) = phi(0), lam = {lam:g} (problems.stiff.prothero_robinson_exact)",
+        ),
+        # Our choice of scales: y = sin t is O(1) on [0, 1] and 0 at the start
+        atol=1e-6,
+        rtol=1e-6,
+        description=f"Prothero-Robinson y' = lam (y - sin t) + cos t, lam = {lam:g}, t in "
+        "[0, 1]; exact solution sin t. "
+        + ("Stiff: shows order reduction; explicit solvers stop at max_steps." if stiff else
+           "Non-stiff and non-autonomous: a closed form to measure orders on."),
+        citation=PROTHERO + "; phi(t) = sin(t) is our (common) choice",
+        max_steps=SHORT_STEP_BUDGET if stiff else None,
+        steps=steps,
+        extra={"lambda": lam, "phi": "sin(t)"},
+    )
+
+
+@register_problem("prothero-robinson")
+def build_prothero_robinson(
+    dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+) -> Problem:
+    """Prothero-Robinson, ``lam = -1e6`` (stiff), ``phi = sin``, t in [0, 1]."""
+    return build_prothero_robinson_lam(PR_LAMBDA, dtype, device, name="prothero-robinson")
+
+
+@register_problem("prothero-robinson-mild")
+def build_prothero_robinson_mild(
+    dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+) -> Problem:
+    """Prothero-Robinson, ``lam = -1`` (non-stiff), ``phi = sin``, t in [0, 1]."""
+    return build_prothero_robinson_lam(PR_LAMBDA_MILD, dtype, device,
+                                       name="prothero-robinson-mild")
+
+
+# ---------------------------------------------------------------------------------------------
 # stored computed references (python -m problems.make_references)
 
 COMPUTED = [
@@ -327,4 +448,11 @@ CHECKS = [
     RefCheck(problem="vdpol", rhs=vdpol_eps_rhs, jac=vdpol_eps_jac, method="Radau",
              rtol=1e-11, atol=1e-11, digits=7.0, floor=1e-6, computed=("vdpol",),
              note="published y(2) and stored rows vs Radau rtol 1e-11"),
+    RefCheck(problem="prothero-robinson", rhs=prothero_robinson_rhs, jac=prothero_robinson_jac,
+             method="Radau", rtol=1e-13, atol=1e-15, digits=10.0, floor=1e-6,
+             note="closed form sin(t) vs Radau rtol 1e-13 (10.5 digits: Radau's own order "
+             "reduction here; 9.5 at rtol 1e-12)"),
+    RefCheck(problem="prothero-robinson-mild", rhs=_pr_mild_rhs, jac=_pr_mild_jac,
+             method="DOP853", rtol=1e-13, atol=1e-15, digits=11.0, floor=1e-12,
+             note="closed form sin(t) vs DOP853 rtol 1e-13"),
 ]
