@@ -740,7 +740,9 @@ def _expand_one(
                     common = dict(problem=p, solver=s, device=device, dtype=dtype, batch=b,
                                   grad_mode=mode, kind=kind, controller=ctrl, backend=backend)
                     if solver.adaptive:
-                        for r, a in _pairs_for(pairs, suite, (scales or {}).get(p)):
+                        tols = _in_range(solver, s, _pairs_for(pairs, suite, (scales or {}).get(p)),
+                                         s in named_solvers, notes)
+                        for r, a in tols:
                             cases.append(Case(**common, rtol=r, atol=a, max_steps=suite.max_steps))
                     else:
                         for n in steps_for(suite, p, solver.order, ladders):
@@ -750,6 +752,22 @@ def _expand_one(
     cases.extend(train)
     return Plan(suite=suite, cases=_unique(cases), problems=problems, solvers=solvers,
                 notes=notes, tasks=list(dict.fromkeys(c.problem for c in train)))
+
+
+def _in_range(solver, name: str, tols: list[tuple[float, float]], named: bool,
+              notes: list[str]) -> list[tuple[float, float]]:
+    """The tolerances of a solver that declares the tightest it is made for (``rtol_min``,
+    e.g. ros3p's moderate range), unless the user named it: then it runs where asked."""
+    floor = getattr(solver, "rtol_min", 0.0) or 0.0
+    if named or not floor:
+        return tols
+    kept = [(r, a) for r, a in tols if r >= floor]
+    left = sorted({r for r, _ in tols if r < floor})
+    note = (f"{name}: rtol {', '.join(f'{r:g}' for r in left)} left out, below the tolerances "
+            f"it is made for (rtol >= {floor:g}); name it in --solvers to run it there")
+    if left and note not in notes:
+        notes.append(note)
+    return kept
 
 
 def _train_cases(suite: Suite, solvers: list[str], strict_modes: bool,

@@ -288,6 +288,7 @@ class Rosenbrock(Solver):
         if self.controller.name not in self.controllers:
             raise ValueError(self._no_controller(self.controller.name))
         self.dense = RosenbrockDense(tableau)
+        self.rtol_min = tableau.rtol_min
         self.kind = "Rosenbrock (linearly implicit), adaptive"
         self.description = description or (
             f"{tableau.name}: Rosenbrock {tableau.order}({tableau.error_order}), "

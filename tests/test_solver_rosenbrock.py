@@ -383,3 +383,17 @@ def test_the_adjoint_with_rodas4_matches_the_closed_form_on_a_stiff_linear_probl
         assert abs(float(g_k) - (-T * want)) < 1e-8, mode
         assert abs(float(g_y0) - math.exp(-4.0)) < 1e-8, mode
         assert gs.backward.status == Status.OK and gs.backward.nfe > 0
+
+
+def test_every_solver_leaves_ros3p_out_below_its_range_and_naming_it_runs_it(capsys):
+    from harness.cli import main
+
+    assert main(["run", "--problems", "robertson", "--rtol", "1e-4,1e-9", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "ros3p: rtol 1e-09 left out, below the tolerances it is made for (rtol >= 1e-07)" in text
+    assert "robertson/ros3p/rtol=1e-04" in text and "robertson/ros3p/rtol=1e-09" not in text
+    assert "robertson/rodas4/rtol=1e-09" in text
+    assert main(["run", "--problems", "robertson", "--solvers", "ros3p", "--rtol", "1e-9",
+                 "--dry-run"]) == 0
+    assert "robertson/ros3p/rtol=1e-09" in capsys.readouterr().out
