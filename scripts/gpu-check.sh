@@ -15,6 +15,8 @@
 #      the dask extra: pip install -c constraints.txt -e '.[test,peers,dask]');
 #   8. the engine on the card: shared steps (Hairer's and the PID controller) against a step
 #      per trajectory and torchode, 10,000 Kepler orbits, float64, CUDA events.
+#   9. the stiff solver on the card: rodas4 on 10,000 ROBER systems (rate constants spread over
+#      a decade), float64 and float32, CUDA events, its Jacobian and LU counts.
 # Runs go to ${OUT:-runs}/gpu-*; the report of each names the card (meta.json: device name,
 # driver, CUDA and torch versions). Usage: OUT=/some/dir scripts/gpu-check.sh
 # DEVICE=cpu BATCH=1,100 tries the same commands on a machine without a card.
@@ -108,4 +110,29 @@ for label, (name, kw) in runs.items():
         torch.cuda.synchronize(); times.append(a.elapsed_time(b))
     print(f"engine {label:14s} {sorted(times[1:])[2]:9.1f} ms  nfe {sol.nfe}  {sol.status} "
           f"backend {sol.backend or '-'}")
+PY
+# 9. the stiff solver on the card: rodas4 on 10,000 ROBER systems whose rate constants spread
+#    over a decade (each a [3] state of the batch [10000, 3]; one batched LU of [10000, 3, 3]
+#    per step), float64 and float32; median of 5 with CUDA events, with NFE, njev, ndec
+python - "$device" <<'PY'
+import sys, torch
+from solvers.builtin import rodas4
+dev = torch.device(sys.argv[1])
+n = 10_000
+for dtype in (torch.float64, torch.float32):
+    s = torch.logspace(0.0, 1.0, n, dtype=dtype, device=dev).unsqueeze(-1)  # 1 .. 10
+    k = torch.tensor([0.04, 3e7, 1e4], dtype=dtype, device=dev) * s
+    def rober(tt, y):
+        a, b, c = y.unbind(-1)
+        k1, k2, k3 = k.unbind(-1)
+        return torch.stack((-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b), -1)
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=dev).repeat(n, 1)
+    t = torch.tensor([0.0, 40.0], dtype=dtype, device=dev)
+    solver, times = rodas4(), []
+    for _ in range(6):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(); sol = solver.solve(rober, y0, t, rtol=1e-5, atol=1e-11); b.record()
+        torch.cuda.synchronize(); times.append(a.elapsed_time(b))
+    print(f"rodas4 rober x{n} {str(dtype):14s} {sorted(times[1:])[2]:9.1f} ms  steps "
+          f"{sol.n_steps}  nfe {sol.nfe}  {sol.counts}  {sol.status}")
 PY

@@ -119,8 +119,17 @@ class HairerController(Controller):
     fac1: float = 0.2
     fac2: float = 10.0
     beta: float = 0.04
+    # Gustafsson's predictive controller on top (rodas.f's default, "PRED"): after the second
+    # accepted step, h_new is at most what (h_acc / h) (err^2 / err_acc)^(1/q) / safe gives,
+    # h_acc and err_acc those of the previous accepted step (K. Gustafsson, "Control-theoretic
+    # techniques for stepsize selection in implicit Runge-Kutta methods", ACM TOMS 20, 1994;
+    # HNW II, Sec. IV.8, eq. 8.21)
+    predictive: bool = False
     facold: float = 1.0e-4
     rejected_last: bool = False
+    h_acc: float = 0.0
+    err_acc: float = 1.0e-2
+    n_acc: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -134,7 +143,8 @@ class HairerController(Controller):
 
     def fresh(self, *, q: int, span: float) -> HairerController:
         return dataclasses.replace(
-            self, q=q, hmax=min(self.hmax, span), facold=1.0e-4, rejected_last=False
+            self, q=q, hmax=min(self.hmax, span), facold=1.0e-4, rejected_last=False,
+            h_acc=0.0, err_acc=1.0e-2, n_acc=0,
         )
 
     def decide(self, err: float, h: float) -> tuple[bool, float]:
@@ -149,6 +159,12 @@ class HairerController(Controller):
         if err <= 1.0:
             fac = fac11 / self.facold**self.beta
             fac = max(1.0 / self.fac2, min(1.0 / self.fac1, fac / self.safe))
+            if self.predictive:
+                if self.n_acc >= 1:
+                    gus = (self.h_acc / h) * (err * err / self.err_acc) ** (1.0 / self.q)
+                    fac = max(fac, max(1.0 / self.fac2, min(1.0 / self.fac1, gus / self.safe)))
+                self.h_acc, self.err_acc = h, max(1.0e-2, err)
+                self.n_acc += 1
             h_new = h / fac
             self.facold = max(err, 1.0e-4)
             if abs(h_new) > self.hmax:
@@ -161,6 +177,9 @@ class HairerController(Controller):
         return False, self.bound(h / min(1.0 / self.fac1, fac11 / self.safe), h)
 
     def rows(self, n: int, device: torch.device) -> RowController:
+        if self.predictive:
+            raise NotImplementedError("the predictive Hairer controller has no per-trajectory "
+                                      "form")
         return _HairerRows(self, n, device)
 
 

@@ -260,10 +260,11 @@ class RosenbrockDense:
 class Rosenbrock(Solver):
     """An adaptive Rosenbrock solver of a :class:`RosenbrockTableau` (``rodas4``, ``ros3p``).
 
-    The default controller is Hairer's rule with RODAS's settings: ``safe = 0.9``, the step
-    ratio within ``[0.2, 6]``, no Lund term (``beta = 0``), no growth after a rejection
-    (rodas.f without its optional Gustafsson predictive controller). Options: ``controller``,
-    ``norm``, ``jac``, ``autonomous`` (see :mod:`solvers.rosenbrock`).
+    The default controller is rodas.f's: Hairer's rule with ``safe = 0.9``, the step ratio
+    within ``[0.2, 6]``, no Lund term (``beta = 0``), no growth after a rejection, and
+    Gustafsson's predictive controller on top (``HairerController(predictive=True)``).
+    Options: ``controller``, ``norm``, ``jac``, ``autonomous`` (see :mod:`solvers.rosenbrock`),
+    ``record_steps`` (the checkpoint gradient).
     """
 
     adaptive = True
@@ -284,7 +285,8 @@ class Rosenbrock(Solver):
         self.name = name or tableau.name
         self.order = tableau.order
         self.controller = make_controller(
-            controller or HairerController(safe=0.9, fac1=0.2, fac2=6.0, beta=0.0))
+            controller or HairerController(safe=0.9, fac1=0.2, fac2=6.0, beta=0.0,
+                                           predictive=True))
         if self.controller.name not in self.controllers:
             raise ValueError(self._no_controller(self.controller.name))
         self.dense = RosenbrockDense(tableau)

@@ -269,7 +269,7 @@ def test_backprop_through_the_steps_matches_the_closed_form():
     sol = Rosenbrock(RODAS4).solve(lambda tt, y: -k * y, y0, t, rtol=1e-10, atol=1e-12)
     g_k, g_y0 = torch.autograd.grad(sol.ys[-1, 0], (k, y0))
     want = 2.0 * math.exp(-4.0)
-    assert abs(float(sol.ys[-1, 0]) - want) < 1e-9
+    assert abs(float(sol.ys[-1, 0].detach()) - want) < 1e-9
     assert abs(float(g_k) - (-T * want)) < 1e-8
     assert abs(float(g_y0) - math.exp(-4.0)) < 1e-8
 
@@ -397,3 +397,23 @@ def test_every_solver_leaves_ros3p_out_below_its_range_and_naming_it_runs_it(cap
     assert main(["run", "--problems", "robertson", "--solvers", "ros3p", "--rtol", "1e-9",
                  "--dry-run"]) == 0
     assert "robertson/ros3p/rtol=1e-09" in capsys.readouterr().out
+
+
+def test_the_predictive_controller_is_gustafssons_formula_and_cuts_rejections():
+    from solvers.controllers import HairerController
+
+    c = HairerController(safe=0.9, fac1=0.2, fac2=6.0, beta=0.0, predictive=True).fresh(
+        q=4, span=10.0)
+    assert c.decide(0.5, 0.1) == (True, pytest.approx(0.1 / max(1 / 6, 0.5**0.25 / 0.9)))
+    # second accepted step: fac = max(I-controller's, (h_acc/h)(err^2/err_acc)^(1/4)/safe)
+    ok, h_new = c.decide(0.8, 0.12)
+    fac_i = max(1 / 6, 0.8**0.25 / 0.9)
+    fac_g = max(1 / 6, min(5.0, (0.1 / 0.12) * (0.8**2 / 0.5) ** 0.25 / 0.9))
+    assert ok and h_new == pytest.approx(0.12 / max(fac_i, fac_g))
+    with pytest.raises(NotImplementedError, match="no per-trajectory form"):
+        c.rows(2, torch.device("cpu"))
+    p = build_problem("vdpol")
+    plain = HairerController(safe=0.9, fac1=0.2, fac2=6.0, beta=0.0)
+    a = Rosenbrock(RODAS4).solve(p.f, p.y0, p.t, rtol=1e-4, atol=1e-4)
+    b = Rosenbrock(RODAS4, controller=plain).solve(p.f, p.y0, p.t, rtol=1e-4, atol=1e-4)
+    assert a.n_rejected * 4 < b.n_rejected  # rodas.f's default: 17 against 165 here
