@@ -103,6 +103,23 @@ class RobertsonField(nn.Module):
         return torch.stack((-r1 + r2, r1 - r2 - r3, r3), dim=-1)
 
 
+class RobertsonRatesField(nn.Module):
+    """ROBER with learnable rate constants, as logarithms ``log_k = log (k1, k2, k3)`` (start:
+    the test set's 0.04, 3e7, 1e4): the classic stiff inverse problem, whose gradient with
+    respect to ``log_k`` ``scripts/rober_gradients.py`` computes in every gradient mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        k1, k3, k2 = ROBER_K  # RobertsonField's order: 0.04, 1e4 (y2 y3), 3e7 (y2^2)
+        self.log_k = nn.Parameter(torch.log(torch.tensor([k1, k2, k3], dtype=torch.float64)))
+
+    def forward(self, t: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k1, k2, k3 = self.log_k.exp().unbind()
+        y1, y2, y3 = y.unbind(-1)
+        return torch.stack((-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2 * y2,
+                            k2 * y2 * y2), -1)
+
+
 
 
 @register_problem("robertson")

@@ -25,23 +25,13 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from problems.stiff import RobertsonRatesField
 from solvers.builtin import rodas4
 from solvers.gradients.api import odeint
 
 F64 = torch.float64
 T = (0.0, 0.1, 1.0, 10.0, 40.0)
 LOGK = np.log([0.04, 3e7, 1e4])
-
-
-class RoberRates(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.logk = torch.nn.Parameter(torch.tensor(LOGK, dtype=F64))
-
-    def forward(self, t, y):
-        k1, k2, k3 = self.logk.exp().unbind()
-        a, b, c = y.unbind(-1)
-        return torch.stack((-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b), -1)
 
 
 def loss(ys: torch.Tensor) -> torch.Tensor:
@@ -74,10 +64,10 @@ def main() -> None:
     y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
     t = torch.tensor(T, dtype=F64)
     for mode in ("backprop", "checkpoint", "adjoint", "adjoint-seminorm"):
-        f = RoberRates()
+        f = RobertsonRatesField()
         t0 = time.perf_counter()
         gs = odeint(rodas4(), f, y0, t, mode=mode, rtol=1e-8, atol=1e-12, max_steps=5000)
-        (g,) = torch.autograd.grad(loss(gs.ys), f.logk)
+        (g,) = torch.autograd.grad(loss(gs.ys), f.log_k)
         wall = time.perf_counter() - t0
         err = float(np.max(np.abs(g.numpy() - want) / np.abs(want)))
         print(f"| {mode} | {err:.1e} | {gs.solution.nfe} | {gs.backward.nfe} | "

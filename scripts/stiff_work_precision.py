@@ -10,8 +10,8 @@ ladder order; a solver whose curve does not reach 5 gets no figure.
 
 Prints one table per problem (time, NFE, Jacobians, LU decompositions and steps at mescd 5,
 and rodas4's time over scipy-radau's) and a summary line. Run
-``python scripts/stiff_work_precision.py`` (about 14 minutes on 2 cores, E5 most of it), or name problems:
-``python scripts/stiff_work_precision.py robertson hires``.
+``python scripts/stiff_work_precision.py`` (about 14 minutes on 2 cores, E5 most of it), or
+name problems: ``python scripts/stiff_work_precision.py robertson hires``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from solvers.base import Status, StepRecord
+from solvers.base import Solution, Status, StepRecord
 from solvers.control import clip_to_end, nonfinite_failure, step_failure
 from solvers.controllers import Controller
 
@@ -41,6 +41,13 @@ class LoopResult:
     n_rejected: int
     t_reached: float
     y: object
+
+    def solution(self, ys, nfe: int, **fields) -> Solution:
+        """The :class:`~solvers.base.Solution` of a solve that ended so: its outputs ``ys``,
+        its ``nfe`` and the solver's own ``fields`` (steps, backend, controller, counts)."""
+        return Solution(ys=ys, status=self.status, message=self.message,
+                        n_steps=self.n_accepted + self.n_rejected, n_accepted=self.n_accepted,
+                        n_rejected=self.n_rejected, nfe=nfe, t_reached=self.t_reached, **fields)
 
 
 class Adaptive:

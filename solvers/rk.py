@@ -259,18 +259,9 @@ class RungeKutta(Solver):
             with context:
                 res = integrate(eng, rule, out, self.dense, times[0], y, k1, h,
                                 fsal=self.tableau.fsal, records=records, callback=callback)
-        return Solution(
-            ys=out.stack(y).view(len(times), *shape),
-            status=res.status,
-            message=res.message,
-            n_steps=res.n_accepted + res.n_rejected,
-            n_accepted=res.n_accepted,
-            n_rejected=res.n_rejected,
-            nfe=n_calls[0] + eng.nfe,
-            t_reached=res.t_reached,
-            steps=records,
-            backend=Backend.HOST if host else Backend.TENSOR,
-            controller=ctrl.name,
+        return res.solution(
+            out.stack(y).view(len(times), *shape), n_calls[0] + eng.nfe, steps=records,
+            backend=Backend.HOST if host else Backend.TENSOR, controller=ctrl.name,
         )
 
     def _adaptive(self, fv, y, k1, times, ctrl: Controller, norm, req: Request, eps: float):

@@ -342,18 +342,9 @@ class Rosenbrock(Solver):
         rule = Adaptive(ctrl, norm, req.rtol, req.atol, req.max_steps or DEFAULT_MAX_STEPS,
                         t_end, torch.finfo(y0.dtype).eps)
         res = integrate(eng, rule, out, self.dense, t0, y, k1, h, fsal=False, records=records)
-        return Solution(
-            ys=out.stack(y).view(len(times), *shape),
-            status=res.status,
-            message=res.message,
-            n_steps=res.n_accepted + res.n_rejected,
-            n_accepted=res.n_accepted,
-            n_rejected=res.n_rejected,
-            nfe=n_calls[0] + eng.nfe,
-            t_reached=res.t_reached,
-            steps=records,
-            controller=ctrl.name,
-            counts={"njev": eng.njev, "ndec": eng.ndec, "nsol": eng.nsol},
+        return res.solution(
+            out.stack(y).view(len(times), *shape), n_calls[0] + eng.nfe, steps=records,
+            controller=ctrl.name, counts={"njev": eng.njev, "ndec": eng.ndec, "nsol": eng.nsol},
         )
 
     def replay_step(self, fv, rec: StepRecord, y: torch.Tensor, k1, thetas: list[float]):

@@ -13,6 +13,7 @@ import torch
 
 from harness.plugins import discover
 from harness.registry import build_problem, make_solver
+from problems.stiff import RobertsonRatesField
 from solvers.base import Status
 from solvers.rosenbrock import Rosenbrock, autograd_jacobian, difference_jacobian
 from solvers.rosenbrock_tableaux import RODAS4, ROS3P, RosenbrockTableau
@@ -293,19 +294,6 @@ def test_the_harness_runs_rodas4_and_records_its_linear_algebra(tmp_path):
     assert make_solver("rodas4").implicit
 
 
-class _RoberRates(torch.nn.Module):
-    """ROBER with learnable rate constants (as logarithms): the classic stiff inverse problem."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.logk = torch.nn.Parameter(torch.log(torch.tensor([0.04, 3e7, 1e4], dtype=F64)))
-
-    def forward(self, t, y):
-        k1, k2, k3 = self.logk.exp().unbind()
-        a, b, c = y.unbind(-1)
-        return torch.stack((-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b), -1)
-
-
 _ROBER_T = (0.0, 0.1, 1.0, 10.0)
 
 
@@ -343,13 +331,13 @@ def test_rober_rate_gradients_by_backprop_and_checkpoint_agree_with_finite_diffe
     from solvers.gradients.api import odeint
 
     want = _rober_fd_gradient()
-    f = _RoberRates()
+    f = RobertsonRatesField()
     y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
     t = torch.tensor(_ROBER_T, dtype=F64)
     got = {}
     for mode in ("backprop", "checkpoint"):
         gs = odeint(Rosenbrock(RODAS4), f, y0, t, mode=mode, rtol=1e-8, atol=1e-12)
-        (g,) = torch.autograd.grad(_rober_loss(gs.ys), f.logk)
+        (g,) = torch.autograd.grad(_rober_loss(gs.ys), f.log_k)
         got[mode] = g.numpy()
         assert np.abs(got[mode] - want).max() / np.abs(want).max() < 1e-6, mode
         assert gs.backward.status == Status.OK
