@@ -347,3 +347,15 @@ def make_controller(spec: str | Controller | None, default: str = "hairer") -> C
         names = ", ".join(repr(n) for n in CONTROLLERS)
         raise ValueError(f"unknown controller {spec!r}; choose one of {names}")
     return cls()
+
+
+def controller_for(solver, spec) -> Controller:
+    """The controller a solve of ``solver`` runs: ``spec`` (a name or an instance; None: the
+    solver's own ``controller``), refused with the ones it takes unless its name is among the
+    solver's ``controllers``."""
+    ctrl = solver.controller if spec is None else make_controller(spec)
+    if ctrl.name not in solver.controllers:
+        takes = ", ".join(repr(c) for c in solver.controllers)
+        raise ValueError(f"solver {solver.name!r} takes the controllers {takes}; "
+                         f"got {ctrl.name!r}")
+    return ctrl

@@ -35,7 +35,13 @@ from solvers.base import (
     StepRecord,
 )
 from solvers.control import initial_step
-from solvers.controllers import ConstantController, Controller, HairerController, make_controller
+from solvers.controllers import (
+    ConstantController,
+    Controller,
+    HairerController,
+    controller_for,
+    make_controller,
+)
 from solvers.loop import Adaptive, Grid, integrate
 from solvers.norms import RMSNorm
 from solvers.output import (
@@ -107,8 +113,7 @@ class RungeKutta(Solver):
                           if self.adaptive else ConstantController())
         self.controller = make_controller(controller)
         self.controllers = ("hairer", "pid", "constant") if self.adaptive else ("constant",)
-        if self.controller.name not in self.controllers:
-            raise ValueError(self._no_controller(self.controller.name))
+        controller_for(self, None)  # refuses one this solver does not take
         self.per_trajectory = per_trajectory
         caps = {Capability.CONTROLLER, Capability.BACKEND}
         if per_trajectory:
@@ -148,16 +153,6 @@ class RungeKutta(Solver):
         if interpolation == Interpolation.CONTINUOUS and tableau.dense is None:
             raise ValueError(f"`interpolation='continuous'`: {tableau.name} has no `dense`")
         return interpolation
-
-    def _no_controller(self, name: str) -> str:
-        takes = ", ".join(repr(c) for c in self.controllers)
-        return f"solver {self.name!r} takes the controllers {takes}; got {name!r}"
-
-    def _controller(self, spec) -> Controller:
-        ctrl = self.controller if spec is None else make_controller(spec)
-        if ctrl.name not in self.controllers:
-            raise ValueError(self._no_controller(ctrl.name))
-        return ctrl
 
     def request(self, f, y0, t, rtol, atol, n_steps, max_steps, options) -> Request:
         if self.per_trajectory:
@@ -210,7 +205,7 @@ class RungeKutta(Solver):
         (an object with ``step``, ``accept`` and ``reject`` methods, each called with the
         step's start ``t``, its state in ``y0``'s shape and the signed step ``h``)."""
         opts = req.options
-        ctrl = self._controller(opts.get("controller"))
+        ctrl = controller_for(self, opts.get("controller"))
         backend = _backend(opts.get("backend", Backend.AUTO))
         norm, step_grid = opts.get("norm"), opts.get("step_grid")
         max_steps = req.max_steps
