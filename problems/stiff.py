@@ -67,15 +67,15 @@ ROBER_T = np.array([0.0, 40.0, 1.0e11])
 ROBER_Y_1E11 = (0.2083340149701255e-07, 0.8333360770334713e-13, 0.9999999791665050)
 
 
-def robertson_rhs(t: float, y: np.ndarray) -> np.ndarray:
-    """numpy form of ROBER, for the scipy reference solve."""
-    k1, k2, k3 = ROBER_K
+def robertson_rhs(t: float, y: np.ndarray, k: tuple = ROBER_K) -> np.ndarray:
+    """numpy form of ROBER, for the scipy reference solve; ``k`` in ``ROBER_K``'s order."""
+    k1, k2, k3 = k
     r1, r2, r3 = k1 * y[0], k2 * y[1] * y[2], k3 * y[1] ** 2
     return np.array([-r1 + r2, r1 - r2 - r3, r3])
 
 
-def robertson_jac(t: float, y: np.ndarray) -> np.ndarray:
-    k1, k2, k3 = ROBER_K
+def robertson_jac(t: float, y: np.ndarray, k: tuple = ROBER_K) -> np.ndarray:
+    k1, k2, k3 = k
     return np.array(
         [
             [-k1, k2 * y[2], k2 * y[1]],
@@ -118,6 +118,37 @@ class RobertsonRatesField(nn.Module):
         y1, y2, y3 = y.unbind(-1)
         return torch.stack((-k1 * y1 + k3 * y2 * y3, k1 * y1 - k3 * y2 * y3 - k2 * y2 * y2,
                             k2 * y2 * y2), -1)
+
+
+ROBER_RATES_T = (0.0, 0.1, 1.0, 10.0, 40.0)
+"""The output times of the rate-gradient experiment (``scripts/rober_gradients.py``)."""
+
+
+def robertson_rates_loss(ys: torch.Tensor) -> torch.Tensor:
+    """The experiment's loss of a ROBER solution at :data:`ROBER_RATES_T`:
+    ``100 sum y1 y3 + 1e4 sum y2`` over the outputs after the start."""
+    return (ys[1:, 0] * ys[1:, 2]).sum() * 1e2 + (ys[1:, 1] * 1e4).sum()
+
+
+def robertson_rates_gradient(times=ROBER_RATES_T, step: float = 1e-5) -> np.ndarray:
+    """The reference gradient of :func:`robertson_rates_loss` with respect to
+    :class:`RobertsonRatesField`'s ``log_k`` (order k1, k2, k3 = 0.04, 3e7, 1e4): central
+    differences (``step`` in log k) of scipy Radau solves at rtol 1e-12, atol 1e-16 with the
+    analytic Jacobian."""
+    from scipy.integrate import solve_ivp
+
+    log_k = np.log([ROBER_K[0], ROBER_K[2], ROBER_K[1]])
+
+    def loss(lk: np.ndarray) -> float:
+        k1, k2, k3 = np.exp(lk)
+        k = (k1, k3, k2)  # ROBER_K's order
+
+        s = solve_ivp(robertson_rhs, (times[0], times[-1]), list(ROBER_Y0), method="Radau",
+                      jac=robertson_jac, args=(k,), t_eval=times, rtol=1e-12, atol=1e-16)
+        return float(robertson_rates_loss(torch.tensor(s.y.T)))
+
+    return np.array([(loss(log_k + step * e) - loss(log_k - step * e)) / (2 * step)
+                     for e in np.eye(3)])
 
 
 

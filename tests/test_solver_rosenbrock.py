@@ -13,7 +13,12 @@ import torch
 
 from harness.plugins import discover
 from harness.registry import build_problem, make_solver
-from problems.stiff import RobertsonRatesField
+from problems.stiff import (
+    ROBER_RATES_T,
+    RobertsonRatesField,
+    robertson_rates_gradient,
+    robertson_rates_loss,
+)
 from solvers.base import Status
 from solvers.rosenbrock import Rosenbrock, autograd_jacobian, difference_jacobian
 from solvers.rosenbrock_tableaux import RODAS4, ROS3P, RosenbrockTableau
@@ -294,50 +299,17 @@ def test_the_harness_runs_rodas4_and_records_its_linear_algebra(tmp_path):
     assert make_solver("rodas4").implicit
 
 
-_ROBER_T = (0.0, 0.1, 1.0, 10.0)
-
-
-def _rober_loss(ys: torch.Tensor) -> torch.Tensor:
-    return (ys[1:, 0] * ys[1:, 2]).sum() * 1e2 + (ys[1:, 1] * 1e4).sum()
-
-
-def _rober_fd_gradient() -> np.ndarray:
-    """d loss / d log k by central differences of scipy Radau solves at rtol 1e-12."""
-    from scipy.integrate import solve_ivp
-
-    logk = np.log([0.04, 3e7, 1e4])
-
-    def loss(lk):
-        k1, k2, k3 = np.exp(lk)
-
-        def rhs(t, y):
-            return [-k1 * y[0] + k3 * y[1] * y[2], k1 * y[0] - k3 * y[1] * y[2] - k2 * y[1] ** 2,
-                    k2 * y[1] ** 2]
-
-        def jac(t, y):
-            return [[-k1, k3 * y[2], k3 * y[1]], [k1, -k3 * y[2] - 2 * k2 * y[1], -k3 * y[1]],
-                    [0.0, 2 * k2 * y[1], 0.0]]
-
-        s = solve_ivp(rhs, (0.0, _ROBER_T[-1]), [1.0, 0.0, 0.0], method="Radau", jac=jac,
-                      t_eval=_ROBER_T, rtol=1e-12, atol=1e-16)
-        return float(_rober_loss(torch.tensor(s.y.T)))
-
-    step = 1e-5
-    return np.array([(loss(logk + step * e) - loss(logk - step * e)) / (2 * step)
-                     for e in np.eye(3)])
-
-
 def test_rober_rate_gradients_by_backprop_and_checkpoint_agree_with_finite_differences():
     from solvers.gradients.api import odeint
 
-    want = _rober_fd_gradient()
+    want = robertson_rates_gradient()
     f = RobertsonRatesField()
     y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
-    t = torch.tensor(_ROBER_T, dtype=F64)
+    t = torch.tensor(ROBER_RATES_T, dtype=F64)
     got = {}
     for mode in ("backprop", "checkpoint"):
         gs = odeint(Rosenbrock(RODAS4), f, y0, t, mode=mode, rtol=1e-8, atol=1e-12)
-        (g,) = torch.autograd.grad(_rober_loss(gs.ys), f.log_k)
+        (g,) = torch.autograd.grad(robertson_rates_loss(gs.ys), f.log_k)
         got[mode] = g.numpy()
         assert np.abs(got[mode] - want).max() / np.abs(want).max() < 1e-6, mode
         assert gs.backward.status == Status.OK
