@@ -324,13 +324,23 @@ def setting_key(row: Mapping[str, Any]) -> float:
     return n
 
 
+ALGEBRA_COLUMNS = {
+    "njev": ("Jacobians", "Jacobian evaluations; empty: an explicit solver, which needs none"),
+    "ndec": ("LU", "LU decompositions of the step's matrix; empty: an explicit solver"),
+    "nsol": ("solves", "forward-backward substitutions with the LU; empty: not counted"),
+}
+
+
 def cases_table(rows: pd.DataFrame, wrong: pd.Series) -> Table:
     """Every plain solve of one problem, one row each; flagged when ok but wrong. A
-    ``backend`` column (before the time) where some row records one."""
+    ``backend`` column (before the time) where some row records one; the implicit
+    solvers' linear-algebra counts (after the rejections) where some row has them."""
     show_backend = has_backend(rows)
     backend = backends(rows)
+    algebra = [c for c in ALGEBRA_COLUMNS if c in rows and rows[c].notna().any()]
     headers = ["solver", "setting", "status", "NFE", "steps",
                Cell("rejected", title="rejected steps; -1: the solver does not report them"),
+               *[Cell(ALGEBRA_COLUMNS[c][0], title=ALGEBRA_COLUMNS[c][1]) for c in algebra],
                Cell("err_max", title="max abs error over output times and components"),
                Cell("scd", title="significant correct digits at the end point"),
                *([Cell("backend", title=BACKEND_TITLE)] if show_backend else []),
@@ -351,6 +361,7 @@ def cases_table(rows: pd.DataFrame, wrong: pd.Series) -> Table:
                  Cell(status, class_=None if status == "ok" else "status bad"),
                  int_cell(r.get("nfe")), int_cell(r.get("n_steps")),
                  int_cell(r.get("n_rejected")),
+                 *[int_cell(r.get(c)) for c in algebra],
                  num(fmt.error(r.get("err_max")), sort=number(r.get("err_max"))), scd_cell,
                  *([backend.get(idx, "") or fmt.MISSING] if show_backend else []),
                  time_cell(r), num(fmt.seconds(r.get("time_iqr_s")),

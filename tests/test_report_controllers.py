@@ -425,3 +425,29 @@ def test_a_forced_tensor_backend_matches_the_automatic_host_one():
     (case,) = cases
     assert (only_a, only_b) == ([], []) and case.mark is Mark.WORSE
     assert [f.describe() for f in case.figures] == ["backend host -> tensor"]
+
+
+# --- linear-algebra counts ------------------------------------------------------------------
+
+
+def test_jacobian_lu_and_solve_columns_appear_only_where_an_implicit_solver_counts_them(
+        default_html):
+    assert not {"Jacobians", "LU", "solves"} & set(headers(table(default_html, "cases")))
+    rows = default_only() + ladder("rodas4", 2.0, controller="hairer", njev=7, ndec=9, nsol=36)
+    html = render_report(META, frame(rows))
+    cases = table(html, "cases")
+    head = headers(cases)
+    assert head[head.index("rejected") + 1:head.index("rejected") + 4] == [
+        "Jacobians", "LU", "solves"]
+    body = cases.split("<tbody>", 1)[1]
+    rodas = [tr for tr in re.findall(r"<tr[^>]*>.*?</tr>", body, re.S) if ">rodas4<" in tr]
+    assert len(rodas) == 3
+    counts = slice(head.index("Jacobians"), head.index("solves") + 1)
+    for tr in rodas:
+        assert row_cells(tr)[counts] == ["7", "9", "36"]
+    explicit = [tr for tr in re.findall(r"<tr[^>]*>.*?</tr>", body, re.S) if ">rk4<" in tr]
+    assert explicit and all(row_cells(tr)[counts] == ["—"] * 3 for tr in explicit)
+
+
+def row_cells(tr: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
